@@ -1,0 +1,47 @@
+import type { GraphContextV1 } from './graph-context-v1.js';
+
+/** What the engine needs to know of any architecture's config (its own config type extends this). */
+export interface ModelConfigV1 {
+  architecture: string;
+  hiddenSize: number;
+  numLayers: number;
+  numKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  maxPositionEmbeddings: number;
+  /** The dtype the checkpoint was saved in ('bfloat16', 'float16', 'float32'). */
+  torchDtype: string;
+}
+
+export interface TensorSpec {
+  name: string;
+  shape: number[];
+  /** May be absent (e.g. lm_head.weight of a tied model). */
+  optional?: boolean;
+}
+
+/** A linear layer as the checkpoint names it (its [out, in] matrix is `weight`, by default `${name}.weight`). */
+export interface LinearSpec {
+  name: string;
+  /** The tensor holding the matrix when it is not `${name}.weight` (a tied lm_head uses the embedding). */
+  weight?: string;
+  inFeatures: number;
+  outFeatures: number;
+  /** Decoder layer index, or -1 outside the decoder stack (lm_head). */
+  layer: number;
+}
+
+/** A model architecture plugin (vLLM's model class): parses its config, names its weights, emits its graph. */
+export interface ModelArchitectureV1<C extends ModelConfigV1 = ModelConfigV1> {
+  readonly specificationVersion: 'v1';
+  /** The Hugging Face `architectures[0]` name, e.g. 'Qwen3ForCausalLM'. */
+  readonly name: string;
+  /** Validate and normalise config.json; throws ConfigError naming `file` and the field. */
+  parseConfig(raw: Record<string, unknown>, file: string): C;
+  /** Every tensor the checkpoint holds, with shapes derived from the config. */
+  expectedTensors(config: C): TensorSpec[];
+  /** Every linear layer, in execution order. */
+  linearLayers(config: C): LinearSpec[];
+  /** Emit the forward graph into ctx (graph I/O per GRAPH_IO). Must never branch on quantization or device. */
+  buildGraph(ctx: GraphContextV1, config: C): void;
+}

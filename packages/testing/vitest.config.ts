@@ -1,0 +1,3 @@
+import { qllmProject } from '../../vitest.shared';
+
+export default qllmProject('@qllm/testing');
