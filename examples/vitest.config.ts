@@ -1,3 +1,3 @@
-import { qllmProject } from '../vitest.shared';
+import { qllmProject } from '../vitest.shared.ts';
 
 export default qllmProject('examples');

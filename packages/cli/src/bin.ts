@@ -1,1 +1,4 @@
 #!/usr/bin/env node
+import { main } from './index.js';
+
+await main();

@@ -1,1 +1,1 @@
-export {};
+export { createCpuBackend, cpu, type CpuBackendSettings } from './cpu-backend.js';

@@ -1,1 +1,2 @@
-export {};
+export { qwen3 } from './qwen3-model.js';
+export { parseQwen3Config, type Qwen3Config } from './qwen3-config.js';

@@ -108,8 +108,9 @@ export class GraphBuilder {
 
   /** A small constant (an initializer with a generated name). int64 values may be numbers. */
   constant(elemType: ElemType, shape: number[], values: ArrayLike<number> | readonly bigint[], base = 'const'): string {
-    const data = toTyped(elemType, values);
-    return this.initializer(this.unique(base), elemType, shape, data);
+    const name = this.unique(base);
+    this.inits.push({ name, elemType, shape, data: toTyped(elemType, values) });
+    return name;
   }
 
   /** A scalar or 1-D int64 constant (shapes, axes, indices). */

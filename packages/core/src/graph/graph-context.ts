@@ -5,7 +5,7 @@ import type { GraphContextV1, GraphInputsV1 } from '../model/v1/graph-context-v1
 import type { LinearSpec, ModelConfigV1 } from '../model/v1/model-architecture-v1.js';
 import type { LinearContextV1, LinearMethodV1 } from '../quantizer/v1/quantization-method-v1.js';
 import { GraphBuilder } from './graph-builder.js';
-import { GRAPH_IO } from './io.js';
+import { GRAPH_IO, LAYER_IO } from './io.js';
 
 /** The weight tensor of a linear layer. */
 export const linearWeightName = (layer: LinearSpec): string => layer.weight ?? `${layer.name}.weight`;
@@ -66,6 +66,18 @@ export function createGraphContext(options: GraphContextOptions): GraphContextV1
         pastKeys: layers.map((i) => g.input(GRAPH_IO.pastKey(i), 'float32', kv)),
         pastValues: layers.map((i) => g.input(GRAPH_IO.pastValue(i), 'float32', kv)),
       };
+    },
+    layerInputs() {
+      return {
+        hidden: g.input(LAYER_IO.hidden, 'float32', ['tokens', config.hiddenSize]),
+        positions: g.input(LAYER_IO.positions, 'int64', ['tokens']),
+      };
+    },
+    layerOutputs(hidden) {
+      g.output(hidden, LAYER_IO.hiddenOut, 'float32', ['tokens', config.hiddenSize]);
+    },
+    headInput() {
+      return g.input(LAYER_IO.hidden, 'float32', ['tokens', config.hiddenSize]);
     },
     outputs({ logits, presentKeys, presentValues }) {
       g.output(logits, GRAPH_IO.logits, 'float32', ['logit_rows', config.vocabSize]);

@@ -14,3 +14,13 @@ export const GRAPH_IO = {
   presentKey: (layer: number) => `present_key.${layer}`,
   presentValue: (layer: number) => `present_value.${layer}`,
 } as const;
+
+/**
+ * The contract of a single decoder layer's graph (layer-by-layer calibration): no KV cache, one whole sequence.
+ * Inputs: hidden_states float32 [S, hidden]; positions int64 [S]. Output: hidden_states_out float32 [S, hidden].
+ */
+export const LAYER_IO = {
+  hidden: 'hidden_states',
+  positions: 'positions',
+  hiddenOut: 'hidden_states_out',
+} as const;

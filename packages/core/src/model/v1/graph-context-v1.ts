@@ -15,6 +15,12 @@ export interface GraphContextV1 {
   readonly g: GraphBuilder;
   /** Declares the engine's inputs (GRAPH_IO) and returns their value names. Call once. */
   inputs(): GraphInputsV1;
+  /** For a single decoder layer's graph (LAYER_IO): declares hidden_states [S, hidden] and positions [S]. */
+  layerInputs(): { hidden: string; positions: string };
+  /** For a single decoder layer's graph: declares its output. */
+  layerOutputs(hidden: string): void;
+  /** For the head's graph: declares hidden_states [S, hidden]; the graph's output is `logits` via outputs(). */
+  headInput(): string;
   /** Declares the engine's outputs. Call once, at the end. */
   outputs(values: { logits: string; presentKeys: string[]; presentValues: string[] }): void;
   /** A float checkpoint tensor as a float32 initializer; throws CheckpointError if its shape differs from `shape`. */

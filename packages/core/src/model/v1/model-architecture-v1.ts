@@ -44,4 +44,10 @@ export interface ModelArchitectureV1<C extends ModelConfigV1 = ModelConfigV1> {
   linearLayers(config: C): LinearSpec[];
   /** Emit the forward graph into ctx (graph I/O per GRAPH_IO). Must never branch on quantization or device. */
   buildGraph(ctx: GraphContextV1, config: C): void;
+  /** Emit decoder layer `layer` alone (graph I/O per LAYER_IO), for layer-by-layer calibration. */
+  buildLayerGraph(ctx: GraphContextV1, config: C, layer: number): void;
+  /** Decoder layer 0's input for token ids: the rows of this [vocab, hidden] embedding matrix. */
+  embeddingWeight(config: C): string;
+  /** Emit the part after the decoder stack alone: LAYER_IO hidden_states [S, hidden] in, `logits` [S, vocab] out. */
+  buildHeadGraph(ctx: GraphContextV1, config: C): void;
 }

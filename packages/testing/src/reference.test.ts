@@ -1,0 +1,83 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { GOLDEN_NAMES, QWEN3_GOLDEN_DIR, goldenAvailable, goldenDir, readGoldenExpected } from './golden.js';
+import { loadRefWeights } from './load-weights.js';
+import { argmax, logSoftmax, topK } from './logprobs.js';
+import { Qwen3Reference, refConfigFromHf } from './reference.js';
+
+const TOL = 1e-4;
+
+describe('refConfigFromHf', () => {
+  const base = {
+    hidden_size: 64, intermediate_size: 160, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
+    head_dim: 32, vocab_size: 2048, rms_norm_eps: 1e-6, rope_theta: 1e6, tie_word_embeddings: true,
+  };
+  it('reads the transformers 4.51 keys', () => {
+    expect(refConfigFromHf(base)).toEqual({
+      hiddenSize: 64, intermediateSize: 160, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 32, vocabSize: 2048,
+      rmsNormEps: 1e-6, ropeTheta: 1e6, tieWordEmbeddings: true,
+    });
+  });
+  it('reads rope_parameters.rope_theta (transformers 5) and defaults head_dim to hidden/heads', () => {
+    const { rope_theta: _, head_dim: __, ...rest } = base;
+    const c = refConfigFromHf({ ...rest, rope_parameters: { rope_theta: 5e6, rope_type: 'default' } });
+    expect(c.ropeTheta).toBe(5e6);
+    expect(c.headDim).toBe(16);
+  });
+  it('rejects bad values with the key name', () => {
+    expect(() => refConfigFromHf({ ...base, hidden_size: 0 })).toThrow(/hidden_size/);
+    expect(() => refConfigFromHf({ ...base, num_key_value_heads: 3 })).toThrow(/num_key_value_heads/);
+  });
+});
+
+describe('helpers', () => {
+  it('logSoftmax normalises and topK orders with the lowest id first on ties', () => {
+    const lp = logSoftmax(Float64Array.from([1, 3, 3, -2, 0.5]));
+    expect(lp.reduce((s, x) => s + Math.exp(x), 0)).toBeCloseTo(1, 14);
+    expect(topK(lp, 3).map(([id]) => id)).toEqual([1, 2, 0]);
+    expect(argmax(lp)).toBe(1);
+  });
+});
+
+describe.skipIf(!goldenAvailable())(`golden vectors (${QWEN3_GOLDEN_DIR})`, () => {
+  for (const name of GOLDEN_NAMES) {
+    describe(name, () => {
+      let ref: Qwen3Reference;
+      beforeAll(async () => {
+        const config = refConfigFromHf(JSON.parse(readFileSync(path.join(goldenDir(name), 'config.json'), 'utf8')));
+        ref = new Qwen3Reference(config, await loadRefWeights(goldenDir(name)));
+      });
+      const prompts = goldenAvailable() ? readGoldenExpected(name) : [];
+      prompts.forEach((prompt, p) => {
+        it(`prompt ${p}: every position's top-8 log-probabilities within ${TOL}`, () => {
+          const lp = ref.forward(prompt.prompt_token_ids);
+          expect(lp).toHaveLength(prompt.positions_top8.length);
+          let maxErr = 0;
+          prompt.positions_top8.forEach((top8, t) => {
+            expect(top8).toHaveLength(8);
+            expect(topK(lp[t]!, 8).map(([id]) => id)).toEqual(top8.map(([id]) => id));
+            for (const [id, want] of top8) maxErr = Math.max(maxErr, Math.abs(lp[t]![id]! - want));
+          });
+          expect(maxErr).toBeLessThan(TOL);
+        });
+        it(`prompt ${p}: greedy token ids and top-5 log-probabilities within ${TOL}`, () => {
+          const { tokenIds, logprobs } = ref.greedy(prompt.prompt_token_ids, prompt.greedy.length);
+          expect(tokenIds).toEqual(prompt.greedy.map((s) => s.token_id));
+          let maxErr = 0;
+          prompt.greedy.forEach((step, i) => {
+            expect(topK(logprobs[i]!, 5).map(([id]) => id)).toEqual(step.top5.map(([id]) => id));
+            for (const [id, want] of step.top5) maxErr = Math.max(maxErr, Math.abs(logprobs[i]![id]! - want));
+          });
+          expect(maxErr).toBeLessThan(TOL);
+        });
+      });
+    });
+  }
+});
+
+if (!goldenAvailable()) {
+  describe('golden vectors', () => {
+    it.skip(`skipped: ${QWEN3_GOLDEN_DIR} is absent (golden-a/golden-b expected.json not found)`, () => {});
+  });
+}
