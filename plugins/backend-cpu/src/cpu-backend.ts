@@ -15,7 +15,7 @@ export interface CpuBackendSettings {
 const TO_ORT: Partial<Record<DType, ort.Tensor.Type>> = {
   F32: 'float32', F16: 'float16', I64: 'int64', I32: 'int32', I16: 'int16', I8: 'int8', U8: 'uint8', BOOL: 'bool', F64: 'float64',
 };
-const FROM_ORT: Partial<Record<string, DType>> = Object.fromEntries(Object.entries(TO_ORT).map(([k, v]) => [v, k]));
+const FROM_ORT = Object.fromEntries(Object.entries(TO_ORT).map(([k, v]) => [v, k])) as Partial<Record<string, DType>>;
 
 /** The contrib and standard ops this backend relies on and onnxruntime's CPU provider runs (reference/onnxruntime.md). */
 const CONTRIB_OPS = new Set([

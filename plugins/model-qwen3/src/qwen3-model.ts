@@ -57,6 +57,14 @@ export const qwen3: ModelArchitectureV1<Qwen3Config> = {
 
   embeddingWeight: () => 'model.embed_tokens.weight',
 
+  smoothMappings(c, i) {
+    const L = decoderLinears(c, i);
+    return [
+      { norm: `model.layers.${i}.input_layernorm.weight`, linears: [L.q, L.k, L.v] },
+      { norm: `model.layers.${i}.post_attention_layernorm.weight`, linears: [L.gate, L.up] },
+    ];
+  },
+
   buildGraph(ctx, c) {
     const { g } = ctx;
     const io = ctx.inputs();

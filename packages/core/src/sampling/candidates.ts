@@ -22,98 +22,108 @@ export interface Candidates {
   readonly count: number;
 }
 
+/** Buckets per level of the top-p histogram search. */
+const BUCKETS = 1024;
+/** The first level's buckets span this many temperature-scaled logits below the max; lower ones share the last. */
+const FIRST_LEVEL_RANGE = 32;
+/** Segments this small are sorted outright. */
+const SORT_MAX = 64;
+
 /** Scratch memory reused across steps (one per sequence/sampler). */
 export class CandidateBuffers {
   ids = new Int32Array(0);
   weights = new Float64Array(0);
+  /** Top-p search: each candidate's bucket at the current level. */
+  buckets = new Uint16Array(0);
+  readonly bucketMass = new Float64Array(BUCKETS);
+  readonly bucketCount = new Int32Array(BUCKETS);
+  spareIds = new Int32Array(0);
+  spareWeights = new Float64Array(0);
 
-  reserve(n: number): void {
-    if (this.ids.length < n) {
-      this.ids = new Int32Array(n);
-      this.weights = new Float64Array(n);
-    }
+  /** Room for n candidates, keeping the first `keep` already written. */
+  reserve(n: number, keep = 0): void {
+    if (this.ids.length >= n) return;
+    const ids = new Int32Array(n);
+    const weights = new Float64Array(n);
+    const buckets = new Uint16Array(n);
+    ids.set(this.ids.subarray(0, keep));
+    weights.set(this.weights.subarray(0, keep));
+    buckets.set(this.buckets.subarray(0, keep));
+    this.ids = ids;
+    this.weights = weights;
+    this.buckets = buckets;
   }
 }
 
-/** Below this many candidates, a segment is ordered by insertion sort. */
-const SMALL = 32;
-/** Above this many candidates, top-p first drops tokens too light to be in the nucleus. */
-const PREFILTER_MIN = 512;
-
 /**
- * The one home of temperature → top-k → top-p → min-p (vLLM's order), exact and without sorting the vocabulary:
- * - top-k keeps every token whose logit is ≥ the k-th largest (ties at the boundary are kept, as vLLM and HF);
- *   the k-th largest comes from a bounded heap.
- * - top-p keeps, in order of probability (ties: lower id first), each token whose preceding mass is < topP — the
- *   smallest prefix reaching topP. Found by a quickselect-style partition on weights, expected O(candidates).
+ * The one home of temperature → top-k → top-p → min-p (vLLM's order), exact, without sorting the vocabulary.
+ * Tokens rank by logit descending, then id ascending.
+ * - top-k keeps every token whose logit is ≥ the k-th largest (boundary ties are kept, as vLLM and HF); the k-th
+ *   largest comes from a bounded heap.
+ * - top-p keeps each token whose preceding probability mass (in rank order) is < topP: the smallest prefix reaching
+ *   topP. Found by a histogram search over logit buckets (the first level built during the softmax pass), sorting
+ *   only the few tokens of the bucket where the boundary falls.
  * - min-p keeps tokens with probability ≥ minP × the top probability, i.e. weight ≥ minP.
- * -Infinity and NaN logits are never candidates. Weights are float64.
+ * -Infinity and NaN logits are never candidates; if any logit is +Infinity, only those are. Weights are float64.
  */
 export function filterCandidates(logits: Float32Array, config: SamplerConfig, buffers = new CandidateBuffers()): Candidates {
   const n = logits.length;
   const t = config.temperature;
   const k = config.topK >= 1 && config.topK < n ? config.topK : 0;
-  let count = 0;
-  let total = 0;
+  let max = -Infinity;
+  let floor = -Infinity;
   if (k > 0) {
     const heap = topKHeap(logits, k);
-    const kth = heap.size === k ? heap.values[0]! : -Infinity;
-    let max = -Infinity;
     for (let j = 0; j < heap.size; j++) if (heap.values[j]! > max) max = heap.values[j]!;
-    if (!(max > -Infinity)) throw noCandidates(n);
-    buffers.reserve(Math.min(n, 2 * k + 16));
-    for (let i = 0; i < n; i++) {
-      const x = logits[i]!;
-      if (x >= kth && x > -Infinity) {
-        if (count === buffers.ids.length) grow(buffers, count);
-        buffers.ids[count] = i;
-        count++;
-      }
-    }
-    const { ids, weights } = buffers;
-    for (let j = 0; j < count; j++) {
-      const x = logits[ids[j]!]!;
-      const w = x === max ? 1 : Math.exp((x - max) / t);
-      weights[j] = w;
-      total += w;
-    }
+    if (heap.size === k) floor = heap.values[0]!;
   } else {
-    let max = -Infinity;
     for (let i = 0; i < n; i++) if (logits[i]! > max) max = logits[i]!;
-    if (!(max > -Infinity)) throw noCandidates(n);
-    buffers.reserve(n);
-    const { ids, weights } = buffers;
-    for (let i = 0; i < n; i++) {
-      const x = logits[i]!;
-      if (x > -Infinity) {
-        const w = x === max ? 1 : Math.exp((x - max) / t);
-        ids[count] = i;
-        weights[count] = w;
-        total += w;
-        count++;
-      }
+  }
+  if (!(max > -Infinity)) throw new QllmError(`sampler: all ${n} logits are -Infinity or NaN, so there is no token to sample`);
+  if (max === Infinity) floor = Infinity; // the +Infinity tokens take all the mass
+
+  const topP = config.topP < 1;
+  const scale = BUCKETS / (FIRST_LEVEL_RANGE * t);
+  const { bucketMass: mass, bucketCount: counts } = buffers;
+  if (topP) {
+    mass.fill(0);
+    counts.fill(0);
+  }
+  // With min-p alone, tokens far below its cut skip exp() (the cut has slack; the exact test is below).
+  const minScaled = !topP && config.minP > 0 ? Math.log(config.minP) * (1 + 1e-9) - 1e-9 : -Infinity;
+  buffers.reserve(k > 0 ? Math.min(n, 2 * k + 16) : n);
+  let { ids, weights, buckets } = buffers;
+  let count = 0;
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const x = logits[i]!;
+    if (!(x >= floor && x > -Infinity)) continue;
+    const s = x === max ? 0 : (x - max) / t;
+    if (s < minScaled) continue;
+    const w = Math.exp(s);
+    if (count === ids.length) {
+      buffers.reserve(2 * count, count); // top-k ties beyond the reserved room
+      ({ ids, weights, buckets } = buffers);
     }
+    if (topP) {
+      const b = bucketOf(max, x, scale);
+      buckets[count] = b;
+      mass[b]! += w;
+      counts[b]!++;
+    }
+    ids[count] = i;
+    weights[count++] = w;
+    total += w;
   }
-  const { ids, weights } = buffers;
-  if (config.topP < 1) {
-    const target = config.topP * total;
-    // Every dropped token weighs < cut, so together < (1 - topP)·total / 2: the nucleus is inside what remains.
-    if (count > PREFILTER_MIN) count = keepAtLeast(ids, weights, count, (0.5 * (1 - config.topP) * total) / count);
-    count = nucleus(ids, weights, count, target);
-  }
+  if (topP) count = nucleus(logits, buffers, count, config.topP * total);
   if (config.minP > 0) count = keepAtLeast(ids, weights, count, config.minP);
   return { ids, weights, count };
 }
 
-function noCandidates(n: number): QllmError {
-  return new QllmError(`sampler: all ${n} logits are -Infinity or NaN, so there is no token to sample`);
-}
-
-function grow(buffers: CandidateBuffers, count: number): void {
-  const ids = new Int32Array(count * 2);
-  ids.set(buffers.ids.subarray(0, count));
-  buffers.ids = ids;
-  buffers.weights = new Float64Array(count * 2);
+/** Bucket of logit x below `top` (monotone: a higher logit never lands in a later bucket). */
+function bucketOf(top: number, x: number, scale: number): number {
+  const d = (top - x) * scale;
+  return d < BUCKETS - 1 ? d | 0 : BUCKETS - 1;
 }
 
 /** Compacts [0, count) to the entries with weight ≥ cut, keeping their order. */
@@ -123,53 +133,76 @@ function keepAtLeast(ids: Int32Array, weights: Float64Array, count: number, cut:
     const w = weights[j]!;
     if (w >= cut) {
       ids[m] = ids[j]!;
-      weights[m] = w;
-      m++;
+      weights[m++] = w;
     }
   }
   return m;
 }
 
 /**
- * Reorders [0, count) so the top-p nucleus is [0, m) and returns m. The nucleus is, in order of weight descending
- * then id ascending, every entry whose preceding weight sum is < target. Invariant: `acc` (the weight of entries
- * already known to precede [lo, hi), all kept) is < target.
+ * Reorders [0, count) so the top-p nucleus is [0, m) and returns m: in rank order, every entry whose preceding
+ * weight is < target. Each level histograms the segment's weight into logit buckets (filterCandidates fills the
+ * first level's histogram and `buckets`); buckets before the boundary bucket are kept, later ones
+ * dropped, and the search goes on inside the boundary bucket. `acc`, the weight kept ahead of the segment, is < target.
  */
-function nucleus(ids: Int32Array, weights: Float64Array, count: number, target: number): number {
+function nucleus(logits: Float32Array, buffers: CandidateBuffers, count: number, target: number): number {
+  const { ids, weights, buckets, bucketMass: mass, bucketCount: counts } = buffers;
   let lo = 0;
   let hi = count;
   let acc = 0;
-  while (hi - lo > SMALL) {
-    const pivot = medianOf3(weights[lo]!, weights[(lo + hi) >>> 1]!, weights[hi - 1]!);
-    // Three-way partition: [lo, lt) > pivot, [lt, i) == pivot, [gt, hi) < pivot.
-    let lt = lo;
-    let i = lo;
-    let gt = hi;
-    let heavier = 0;
-    while (i < gt) {
-      const w = weights[i]!;
-      if (w > pivot) {
-        heavier += w;
-        swap(ids, weights, lt++, i++);
-      } else if (w < pivot) {
-        swap(ids, weights, i, --gt);
-      } else {
-        i++;
+  let filled = true;
+  while (hi - lo > SORT_MAX) {
+    if (!filled) {
+      let top = -Infinity;
+      let bottom = Infinity;
+      for (let j = lo; j < hi; j++) {
+        const x = logits[ids[j]!]!;
+        if (x > top) top = x;
+        if (x < bottom) bottom = x;
+      }
+      if (top === bottom) {
+        ids.subarray(lo, hi).sort(); // all tied (equal weights): rank by id
+        break;
+      }
+      const scale = BUCKETS / (top - bottom); // `top` lands in bucket 0, `bottom` in the last: the segment shrinks
+      mass.fill(0);
+      counts.fill(0);
+      for (let j = lo; j < hi; j++) {
+        const b = bucketOf(top, logits[ids[j]!]!, scale);
+        buckets[j] = b;
+        mass[b]! += weights[j]!;
+        counts[b]!++;
       }
     }
-    if (acc + heavier >= target) {
-      hi = lt; // the nucleus ends inside the heavier part (or right after it)
-      continue;
+    filled = false;
+    let star = 0;
+    let before = acc;
+    while (star < BUCKETS - 1 && before + mass[star]! < target) before += mass[star++]!;
+    const inStar = counts[star]!;
+    if (buffers.spareIds.length < inStar) {
+      buffers.spareIds = new Int32Array(inStar);
+      buffers.spareWeights = new Float64Array(inStar);
     }
-    acc += heavier;
-    insertionSort(ids, weights, lt, gt); // equal weights: by id
-    for (let j = lt; j < gt; j++) {
-      if (acc >= target) return j;
-      acc += weights[j]!;
+    const { spareIds, spareWeights } = buffers;
+    let write = lo;
+    let spare = 0;
+    for (let j = lo; j < hi; j++) {
+      const b = buckets[j]!;
+      if (b < star) {
+        ids[write] = ids[j]!;
+        weights[write++] = weights[j]!;
+      } else if (b === star) {
+        spareIds[spare] = ids[j]!;
+        spareWeights[spare++] = weights[j]!;
+      }
     }
-    lo = gt;
+    ids.set(spareIds.subarray(0, spare), write);
+    weights.set(spareWeights.subarray(0, spare), write);
+    acc = before;
+    lo = write;
+    hi = write + spare;
   }
-  insertionSort(ids, weights, lo, hi);
+  if (hi - lo <= SORT_MAX) sortByRank(logits, ids, weights, lo, hi);
   for (let j = lo; j < hi; j++) {
     if (acc >= target) return j;
     acc += weights[j]!;
@@ -177,26 +210,14 @@ function nucleus(ids: Int32Array, weights: Float64Array, count: number, target: 
   return hi;
 }
 
-function medianOf3(a: number, b: number, c: number): number {
-  return a < b ? (b < c ? b : a < c ? c : a) : a < c ? a : b < c ? c : b;
-}
-
-function swap(ids: Int32Array, weights: Float64Array, a: number, b: number): void {
-  const id = ids[a]!;
-  ids[a] = ids[b]!;
-  ids[b] = id;
-  const w = weights[a]!;
-  weights[a] = weights[b]!;
-  weights[b] = w;
-}
-
-/** Sorts [lo, hi) by weight descending, then id ascending. */
-function insertionSort(ids: Int32Array, weights: Float64Array, lo: number, hi: number): void {
+/** Insertion sort of [lo, hi) by logit descending, then id ascending. */
+function sortByRank(logits: Float32Array, ids: Int32Array, weights: Float64Array, lo: number, hi: number): void {
   for (let i = lo + 1; i < hi; i++) {
     const id = ids[i]!;
     const w = weights[i]!;
+    const x = logits[id]!;
     let j = i - 1;
-    while (j >= lo && (weights[j]! < w || (weights[j]! === w && ids[j]! > id))) {
+    while (j >= lo && (logits[ids[j]!]! < x || (logits[ids[j]!]! === x && ids[j]! > id))) {
       ids[j + 1] = ids[j]!;
       weights[j + 1] = weights[j]!;
       j--;

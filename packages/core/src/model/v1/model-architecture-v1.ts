@@ -48,6 +48,11 @@ export interface ModelArchitectureV1<C extends ModelConfigV1 = ModelConfigV1> {
   buildLayerGraph(ctx: GraphContextV1, config: C, layer: number): void;
   /** Decoder layer 0's input for token ids: the rows of this [vocab, hidden] embedding matrix. */
   embeddingWeight(config: C): string;
+  /**
+   * Per decoder layer, the norms whose output feeds linears directly (llm-compressor's smoothing mappings):
+   * a smoothing factor s can be folded as norm.weight / s and W · diag(s) for each of those linears.
+   */
+  smoothMappings(config: C, layer: number): Array<{ norm: string; linears: LinearSpec[] }>;
   /** Emit the part after the decoder stack alone: LAYER_IO hidden_states [S, hidden] in, `logits` [S, vocab] out. */
   buildHeadGraph(ctx: GraphContextV1, config: C): void;
 }

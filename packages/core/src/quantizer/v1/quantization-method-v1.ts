@@ -24,4 +24,37 @@ export interface QuantizationMethodV1 {
   recognizes(quantizationConfig: Record<string, unknown>): boolean;
   /** The method for one linear layer of a loaded model (null: leave it unquantized). */
   getLinearMethod(layer: LinearSpec, model: { config: ModelConfigV1; quantizationConfig?: Record<string, unknown> }): LinearMethodV1 | null;
+  /** The offline half, for methods that quantize checkpoints themselves. */
+  quantize?(options: OfflineQuantizeOptionsV1): Promise<OfflineQuantizeResultV1>;
+}
+
+/** Options of a method's offline half (calibrate → quantize → write a checkpoint). */
+export interface OfflineQuantizeOptionsV1 {
+  /** The float model folder. */
+  model: string;
+  /** The folder to write (atomically). */
+  output: string;
+  /** The method's own configuration (for SmoothQuant: Golden Stick's PTQConfig, camelCase). */
+  config?: Record<string, unknown>;
+  /** Per-layer overrides, an ordered map regex → config (merged into config.layerPolicies). */
+  layerPolicies?: Record<string, Record<string, unknown>>;
+  /** Calibration data: literal texts, text/JSONL files, a CEval split folder. */
+  calibration?: { texts?: string[]; files?: string[]; ceval?: string };
+  numSamples?: number;
+  maxSeqLen?: number;
+  overwrite?: boolean;
+  threads?: number;
+  /** Backend used for calibration. */
+  backend?: string;
+  onProgress?: (p: { layer: number; numLayers: number; sample: number; numSamples: number }) => void;
+  log?: (message: string) => void;
+}
+
+export interface OfflineQuantizeResultV1 {
+  output: string;
+  /** The method's report (also saved in the output folder). */
+  report: Record<string, unknown>;
+  /** A human-readable summary table. */
+  summary: string;
+  warnings: string[];
 }

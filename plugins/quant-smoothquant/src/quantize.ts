@@ -1,0 +1,228 @@
+/**
+ * SmoothQuant A8W8, offline: calibrate a float checkpoint layer by layer, smooth, quantize to int8, and write a
+ * compressed-tensors W8A8 folder (atomically: a temporary folder renamed at the end).
+ * Memory stays about one decoder layer plus the calibration activations.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import {
+  backends, ConfigError, DTYPE_BYTES, loadModelFolder, modelArchitectures, toFloat32, writeSafetensors,
+  type HostTensor, type LinearSpec, type ModelFolder, type OfflineQuantizeOptionsV1, type OfflineQuantizeResultV1, type TensorEntry,
+} from '@qllm/core';
+import { loadCalibrationTexts } from './calibration-data.js';
+import { buildQuantizationConfig } from './compressed-tensors.js';
+import { endToEndFidelity, formatFidelityTable, relativeError, type FidelityReport } from './fidelity.js';
+import { LayerSession, type ChannelRange } from './layer-session.js';
+import { OverlaySource } from './overlay-source.js';
+import { defaultSmoothQuantPreset, parsePtqConfig, resolveLayerConfig, unusedPolicies } from './ptq-config.js';
+import { quantizeLayer, type LinearScheme } from './quantize-layer.js';
+import { dynamicPerTokenInt8Linear, staticInt8Linear } from './int8-linear.js';
+
+export type QuantizeOptions = OfflineQuantizeOptionsV1;
+
+export interface QuantizeResult extends OfflineQuantizeResultV1 {
+  fidelity: FidelityReport;
+}
+
+const LINEAR_METHODS = { static: staticInt8Linear, dynamic: dynamicPerTokenInt8Linear, float: null } as const;
+const pad = (n: number) => String(n).padStart(5, '0');
+
+export async function quantize(options: QuantizeOptions): Promise<QuantizeResult> {
+  const start = performance.now();
+  const log = options.log ?? (() => undefined);
+  const ptq = options.config === undefined && options.layerPolicies === undefined ? defaultSmoothQuantPreset()
+    : parsePtqConfig({ ...options.config, ...(options.layerPolicies && { layerPolicies: options.layerPolicies }) });
+  if (ptq.mode !== 'quantize') throw new ConfigError(`PTQ config mode '${ptq.mode}': quantize() needs mode 'quantize'`);
+  if (ptq.backend !== 'cpu') throw new ConfigError(`PTQ config backend '${ptq.backend}' is not supported yet; use 'cpu' (compressed-tensors W8A8)`);
+  const output = path.resolve(options.output);
+  if (await exists(output) && !options.overwrite) throw new ConfigError(`${output} already exists (pass overwrite / --overwrite to replace it)`);
+
+  const folder = await loadModelFolder(options.model);
+  const tmp = `${output}.partial-${process.pid}-${Date.now().toString(36)}`;
+  try {
+    const architecture = await modelArchitectures.get(String((folder.config.architectures as unknown[] | undefined)?.[0]));
+    const config = architecture.parseConfig(folder.config, folder.configFile);
+    if (folder.config.quantization_config) throw new ConfigError(`${folder.configFile}: the model is already quantized`);
+    const tokenizer = folder.tokenizer;
+    if (!tokenizer) throw new ConfigError(`${folder.dir}: no tokenizer.json, needed to tokenize the calibration data`);
+    const backend = await backends.get(options.backend ?? 'cpu');
+
+    // Calibration samples; the last tenth is held out for the fidelity report.
+    const maxSeqLen = options.maxSeqLen ?? 512;
+    const numSamples = options.numSamples ?? 200;
+    const { files, ceval, texts: literal = [] } = options.calibration ?? {};
+    const texts = [
+      ...literal,
+      ...(files?.length || ceval ? await loadCalibrationTexts({ files, ceval, numSamples }) : []),
+    ];
+    const samples = texts.slice(0, numSamples).map((t) => tokenizer.encode(t).slice(0, maxSeqLen)).filter((s) => s.length > 0);
+    if (!samples.length) throw new ConfigError('no calibration samples: give calibration texts, files or a CEval folder');
+    const nHeld = samples.length >= 2 ? Math.max(1, Math.floor(samples.length / 10)) : 0;
+    const calib = samples.slice(0, samples.length - nHeld);
+    const held = nHeld ? samples.slice(samples.length - nHeld) : calib;
+
+    const linears = architecture.linearLayers(config);
+    const layerConfig = new Map(linears.map((l) => [l.name, resolveLayerConfig(ptq, l.name)]));
+    const warnings = unusedPolicies(ptq, linears.map((l) => l.name)).map((r) => `layer policy '${r}' matches no layer`);
+    warnings.forEach((w) => log(`warning: ${w}`));
+
+    await fs.mkdir(tmp, { recursive: true });
+    const embed = await folder.checkpoint.read(architecture.embeddingWeight(config));
+    let calibHidden: Float32Array[] = calib.map((ids) => embedRows(embed, ids, config.hiddenSize));
+    let heldFloat: Float32Array[] = held.map((ids) => embedRows(embed, ids, config.hiddenSize));
+    let heldQuant: Float32Array[] = heldFloat.map((h) => h.slice());
+
+    const nShards = config.numLayers + 1;
+    const weightMap: Record<string, string> = {};
+    let totalSize = 0;
+    const write = async (file: string, entries: TensorEntry[]) => {
+      await writeSafetensors(path.join(tmp, file), entries, { format: 'pt' });
+      for (const e of entries) {
+        weightMap[e.name] = file;
+        totalSize += e.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[e.dtype];
+      }
+    };
+    const layerPrefixes = Array.from({ length: config.numLayers }, (_, i) => commonPrefix(linears.filter((l) => l.layer === i).map((l) => l.name)));
+    const outside = folder.checkpoint.names().filter((n) => !layerPrefixes.some((p) => n.startsWith(p)));
+    await write(`model-${pad(1)}-of-${pad(nShards)}.safetensors`, outside.map((n) => copyEntry(folder, n)));
+
+    const schemes = new Map<string, LinearScheme>();
+    const layerErrors: number[] = [];
+    for (let i = 0; i < config.numLayers; i++) {
+      const layerLinears = linears.filter((l) => l.layer === i);
+      const common = { architecture, config, layer: i, backend, threads: options.threads };
+      const float = await LayerSession.create({ ...common, checkpoint: folder.checkpoint, observe: true });
+      const ranges = new Map<string, ChannelRange>();
+      const nextCalib: Float32Array[] = [];
+      for (const [s, h] of calibHidden.entries()) {
+        nextCalib.push(await float.run(h, ranges));
+        options.onProgress?.({ layer: i, numLayers: config.numLayers, sample: s + 1, numSamples: calib.length });
+      }
+      const floatOut: Float32Array[] = [];
+      for (const h of heldFloat) floatOut.push(await float.run(h));
+      await float.dispose();
+
+      const q = await quantizeLayer({
+        checkpoint: folder.checkpoint, linears: layerLinears, mappings: architecture.smoothMappings(config, i),
+        configFor: (l: LinearSpec) => layerConfig.get(l.name)!, ranges,
+      });
+      q.warnings.forEach((w) => { warnings.push(w); log(`warning: ${w}`); });
+      for (const [n, s] of q.schemes) schemes.set(n, s);
+
+      // The layer as the runtime will run it, from the tensors about to be written.
+      const quantSession = await LayerSession.create({
+        ...common,
+        checkpoint: new OverlaySource(folder.checkpoint, q.tensors),
+        linearMethod: (l) => LINEAR_METHODS[q.schemes.get(l.name) ?? 'float'],
+      });
+      let num = 0;
+      let den = 0;
+      for (const [s, h] of heldFloat.entries()) {
+        const e = relativeError(await quantSession.run(h), floatOut[s]!);
+        num += e.num;
+        den += e.den;
+      }
+      layerErrors.push(Math.sqrt(num / den));
+      const nextQuant: Float32Array[] = [];
+      for (const h of heldQuant) nextQuant.push(await quantSession.run(h));
+      await quantSession.dispose();
+
+      const names = folder.checkpoint.names().filter((n) => n.startsWith(layerPrefixes[i]!));
+      const entries: TensorEntry[] = [];
+      for (const n of names) {
+        const replaced = q.tensors.get(n);
+        entries.push(replaced ? { name: n, ...replaced } : copyEntry(folder, n));
+        const base = n.endsWith('.weight') ? n.slice(0, -'.weight'.length) : undefined;
+        for (const extra of ['weight_scale', 'input_scale', 'input_zero_point']) {
+          const t = base !== undefined ? q.tensors.get(`${base}.${extra}`) : undefined;
+          if (t) entries.push({ name: `${base}.${extra}`, ...t });
+        }
+      }
+      await write(`model-${pad(i + 2)}-of-${pad(nShards)}.safetensors`, entries);
+      calibHidden = nextCalib;
+      heldFloat = floatOut;
+      heldQuant = nextQuant;
+      log(`layer ${i}: relative output error ${layerErrors[i]!.toExponential(2)}`);
+    }
+    calibHidden = [];
+
+    const e2e = await endToEndFidelity({ architecture, config, checkpoint: folder.checkpoint, backend, threads: options.threads }, heldFloat, heldQuant);
+    const fidelity: FidelityReport = {
+      method: 'SmoothQuant',
+      calibrationSamples: calib.length,
+      calibrationTokens: calib.reduce((a, s) => a + s.length, 0),
+      heldOut: nHeld > 0,
+      evalSamples: held.length,
+      evalTokens: held.reduce((a, s) => a + s.length, 0),
+      layers: layerErrors.map((relativeError, layer) => ({ layer, relativeError })),
+      ...e2e,
+      warnings,
+      wallSeconds: (performance.now() - start) / 1000,
+    };
+
+    // Linears outside the decoder layers (the head) stay float.
+    for (const l of linears) if (!schemes.has(l.name)) schemes.set(l.name, 'float');
+    const quantizationConfig = buildQuantizationConfig(schemes, {
+      qllm: { method: 'SmoothQuant', ptq_config: ptq },
+    });
+    const newConfig = { ...folder.config, quantization_config: quantizationConfig };
+    await fs.writeFile(path.join(tmp, 'config.json'), `${JSON.stringify(newConfig, null, 2)}\n`);
+    const sortedMap = Object.fromEntries(Object.entries(weightMap).sort(([a], [b]) => a.localeCompare(b)));
+    await fs.writeFile(path.join(tmp, 'model.safetensors.index.json'), `${JSON.stringify({ metadata: { total_size: totalSize }, weight_map: sortedMap }, null, 2)}\n`);
+    await fs.writeFile(path.join(tmp, 'fidelity.json'), `${JSON.stringify(fidelity, null, 2)}\n`);
+    await copyOtherFiles(folder.dir, tmp);
+    await replaceFolder(tmp, output);
+    return { output, fidelity, report: fidelity as unknown as Record<string, unknown>, summary: formatFidelityTable(fidelity), warnings };
+  } catch (err) {
+    await fs.rm(tmp, { recursive: true, force: true });
+    throw err;
+  } finally {
+    await folder.checkpoint.close();
+  }
+}
+
+function copyEntry(folder: ModelFolder, name: string): TensorEntry {
+  const info = folder.checkpoint.info(name);
+  return { name, dtype: info.dtype, shape: info.shape, data: async () => (await folder.checkpoint.read(name)).data };
+}
+
+/** Decoder layer 0's input for each token: rows of the embedding matrix, as float32 [tokens, hidden]. */
+function embedRows(embed: HostTensor, ids: number[], hidden: number): Float32Array {
+  const out = new Float32Array(ids.length * hidden);
+  ids.forEach((id, t) => {
+    const row = { ...embed, shape: [hidden], data: embed.data.subarray(id * hidden, (id + 1) * hidden) } as HostTensor;
+    out.set(toFloat32(row), t * hidden);
+  });
+  return out;
+}
+
+/** The dotted prefix shared by names (e.g. 'model.layers.3.'). */
+function commonPrefix(names: string[]): string {
+  let p = names[0] ?? '';
+  for (const n of names) while (!n.startsWith(p)) p = p.slice(0, -1);
+  return p.slice(0, p.lastIndexOf('.') + 1);
+}
+
+/** Tokenizer files, generation_config.json, chat template…: everything but weights and config.json. */
+async function copyOtherFiles(from: string, to: string): Promise<void> {
+  for (const entry of await fs.readdir(from, { withFileTypes: true })) {
+    if (!entry.isFile() || entry.name === 'config.json' || entry.name.endsWith('.safetensors') || entry.name === 'model.safetensors.index.json') continue;
+    await fs.copyFile(path.join(from, entry.name), path.join(to, entry.name));
+  }
+}
+
+/** Rename the finished temporary folder into place (replacing an existing one only after the new one is complete). */
+async function replaceFolder(tmp: string, output: string): Promise<void> {
+  if (await exists(output)) {
+    const old = `${output}.old-${process.pid}-${Date.now().toString(36)}`;
+    await fs.rename(output, old);
+    await fs.rename(tmp, output);
+    await fs.rm(old, { recursive: true, force: true });
+  } else {
+    await fs.rename(tmp, output);
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  return fs.stat(p).then(() => true, () => false);
+}
