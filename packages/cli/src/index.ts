@@ -1,12 +1,14 @@
 import { Command } from 'commander';
 import { generateCommand } from './generate.js';
+import { quantizeCommand } from './quantize.js';
 
 /** The `qllm` program. */
 export function createProgram(): Command {
   return new Command('qllm')
     .description('quantize LLMs after training and serve them')
     .showHelpAfterError()
-    .addCommand(generateCommand());
+    .addCommand(generateCommand())
+    .addCommand(quantizeCommand());
 }
 
 /** Run the CLI; errors print one line to stderr and set a non-zero exit code. */

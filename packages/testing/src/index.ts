@@ -6,3 +6,6 @@ export { makeTinyQwen3, qwen3TokenizerDir, QWEN3_0_6B_SHAPE } from './tiny-qwen3
 export type { TinyQwen3Options } from './tiny-qwen3.js';
 export { QWEN3_GOLDEN_DIR, GOLDEN_NAMES, goldenAvailable, goldenDir, readGoldenExpected } from './golden.js';
 export type { GoldenName, GoldenPrompt } from './golden.js';
+export type { LinearHook, Qwen3ReferenceOptions } from './reference.js';
+export { loadW8A8Checkpoint, loadW8A8Reference, matchQuantGroup, roundHalfEven } from './w8a8-reference.js';
+export type { CompressedTensorsConfig, QuantArgs, W8A8Checkpoint, W8A8Input, W8A8Linear } from './w8a8-reference.js';

@@ -12,69 +12,34 @@
 //   logits = lm_head(norm(h))                       (lm_head = embed_tokens when tied)
 //
 // Everything is float64, including RoPE's inv_freq and cos/sin. No KV cache: every call recomputes from scratch.
+// Every linear layer is applied to the whole sequence at once, as one [tokens, in] matrix, through an optional
+// LinearHook, so a quantization simulator (e.g. w8a8-reference.ts) can replace any layer's product.
 import { argmax, logSoftmax } from './logprobs.js';
+import type { Qwen3RefConfig } from './ref-config.js';
 
-/** The subset of a Qwen3 config.json the forward pass needs. */
-export interface Qwen3RefConfig {
-  hiddenSize: number;
-  intermediateSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  vocabSize: number;
-  rmsNormEps: number;
-  ropeTheta: number;
-  tieWordEmbeddings: boolean;
+export { refConfigFromHf } from './ref-config.js';
+export type { Qwen3RefConfig } from './ref-config.js';
+
+/**
+ * Called for every linear layer, named as in HF without `.weight` (`model.layers.0.self_attn.q_proj`, `lm_head`),
+ * with the layer's input for the whole sequence as a row-major [tokens, inFeatures] matrix. Returns the output as a
+ * row-major [tokens, outFeatures] matrix (which the reference may modify), or undefined for the float product
+ * x·Wᵀ. It must not modify `x`.
+ */
+export type LinearHook = (
+  name: string,
+  x: Float64Array,
+  inFeatures: number,
+  outFeatures: number,
+  tokens: number,
+) => Float64Array | undefined;
+
+export interface Qwen3ReferenceOptions {
+  linear?: LinearHook;
 }
 
 /** Weights by HF tensor name (e.g. `model.layers.0.self_attn.q_proj.weight`), row-major; linear weights are [out, in]. */
 export type RefWeights = (name: string) => Float64Array;
-
-function positiveInt(raw: Record<string, unknown>, key: string, fallback?: number): number {
-  const v = raw[key] ?? fallback;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
-    throw new TypeError(`config.json: "${key}" must be a positive integer (got ${JSON.stringify(raw[key])})`);
-  }
-  return v;
-}
-
-function positiveNumber(v: unknown, key: string): number {
-  if (typeof v !== 'number' || !(v > 0)) throw new TypeError(`config.json: "${key}" must be a positive number (got ${JSON.stringify(v)})`);
-  return v;
-}
-
-/**
- * Reads the HF config.json keys of a Qwen3 model. Accepts both the transformers 4.x layout (`rope_theta`) and the
- * 5.x one (`rope_parameters.rope_theta`). Missing optional keys take Qwen3Config's defaults
- * (head_dim = hidden/heads, rope_theta 10000, rms_norm_eps 1e-6, tie_word_embeddings false).
- */
-export function refConfigFromHf(raw: Record<string, unknown>): Qwen3RefConfig {
-  const hiddenSize = positiveInt(raw, 'hidden_size');
-  const numHeads = positiveInt(raw, 'num_attention_heads');
-  const numKvHeads = positiveInt(raw, 'num_key_value_heads', numHeads);
-  if (numHeads % numKvHeads !== 0) {
-    throw new TypeError(`config.json: num_attention_heads (${numHeads}) must be a multiple of num_key_value_heads (${numKvHeads})`);
-  }
-  const headDim = positiveInt(raw, 'head_dim', hiddenSize / numHeads);
-  if (headDim % 2 !== 0) throw new TypeError(`config.json: head_dim (${headDim}) must be even for RoPE`);
-  const ropeParams = raw['rope_parameters'] as Record<string, unknown> | null | undefined;
-  const ropeTheta = raw['rope_theta'] ?? ropeParams?.['rope_theta'] ?? 10000;
-  const tie = raw['tie_word_embeddings'] ?? false;
-  if (typeof tie !== 'boolean') throw new TypeError(`config.json: "tie_word_embeddings" must be a boolean`);
-  return {
-    hiddenSize,
-    intermediateSize: positiveInt(raw, 'intermediate_size'),
-    numLayers: positiveInt(raw, 'num_hidden_layers'),
-    numHeads,
-    numKvHeads,
-    headDim,
-    vocabSize: positiveInt(raw, 'vocab_size'),
-    rmsNormEps: positiveNumber(raw['rms_norm_eps'] ?? 1e-6, 'rms_norm_eps'),
-    ropeTheta: positiveNumber(ropeTheta, 'rope_theta'),
-    tieWordEmbeddings: tie,
-  };
-}
 
 interface LayerWeights {
   inputNorm: Float64Array;
@@ -90,16 +55,24 @@ interface LayerWeights {
   down: Float64Array;
 }
 
-/** out[r] = sum_c W[r, c] * x[c], W row-major [rows, x.length]. */
-function matvec(w: Float64Array, x: Float64Array, out: Float64Array): Float64Array {
-  const cols = x.length;
-  for (let r = 0; r < out.length; r++) {
-    let s = 0;
-    const base = r * cols;
-    for (let c = 0; c < cols; c++) s += w[base + c]! * x[c]!;
-    out[r] = s;
+/** y[t, r] = sum_c W[r, c] * x[t, c]: x row-major [tokens, cols], W row-major [rows, cols]; y is [tokens, rows]. */
+export function matmulWT(w: Float64Array, x: Float64Array, cols: number, rows: number, tokens: number): Float64Array {
+  const y = new Float64Array(tokens * rows);
+  for (let t = 0; t < tokens; t++) {
+    const xOff = t * cols;
+    for (let r = 0; r < rows; r++) {
+      let s = 0;
+      const base = r * cols;
+      for (let c = 0; c < cols; c++) s += w[base + c]! * x[xOff + c]!;
+      y[t * rows + r] = s;
+    }
   }
-  return out;
+  return y;
+}
+
+/** Row t of a row-major [*, n] matrix, as a view. */
+function row(m: Float64Array, t: number, n: number): Float64Array {
+  return m.subarray(t * n, (t + 1) * n);
 }
 
 /** RMSNorm of x (in place allowed): x / sqrt(mean(x^2) + eps) * weight. */
@@ -138,9 +111,11 @@ export class Qwen3Reference {
   private readonly finalNorm: Float64Array;
   private readonly layers: LayerWeights[] = [];
   private readonly invFreq: Float64Array;
+  private readonly hook: LinearHook | undefined;
 
-  constructor(config: Qwen3RefConfig, weights: RefWeights) {
+  constructor(config: Qwen3RefConfig, weights: RefWeights, options: Qwen3ReferenceOptions = {}) {
     this.config = config;
+    this.hook = options.linear;
     const { hiddenSize: D, intermediateSize: I, numHeads: H, numKvHeads: K, headDim: hd, vocabSize: V } = config;
     const get = (name: string, size: number): Float64Array => {
       const w = weights(name);
@@ -170,17 +145,25 @@ export class Qwen3Reference {
     for (let i = 0; i < hd / 2; i++) this.invFreq[i] = 1 / Math.pow(config.ropeTheta, (2 * i) / hd);
   }
 
-  /** Final hidden states (after model.norm), one [hidden] vector per position. */
-  hiddenStates(tokenIds: readonly number[]): Float64Array[] {
+  /** The linear layer `name` on all T rows of x ([T, inF] → [T, outF]): the hook's result, else x·Wᵀ. */
+  private linear(name: string, w: Float64Array, x: Float64Array, inF: number, outF: number, T: number): Float64Array {
+    const y = this.hook?.(name, x, inF, outF, T) ?? matmulWT(w, x, inF, outF, T);
+    if (y.length !== T * outF) throw new RangeError(`${name}: the linear hook returned ${y.length} values, expected ${T}×${outF}`);
+    return y;
+  }
+
+  /** Final hidden states (after model.norm) as one row-major [T, hidden] matrix. */
+  private hiddenMatrix(tokenIds: readonly number[]): Float64Array {
     const { hiddenSize: D, intermediateSize: I, numHeads: H, numKvHeads: K, headDim: hd, vocabSize: V, rmsNormEps: eps } = this.config;
     const T = tokenIds.length;
     const nRep = H / K;
     const scale = 1 / Math.sqrt(hd);
 
     // Residual stream h[t] = embed_tokens[ids[t]].
-    const h = tokenIds.map((id) => {
+    const h = new Float64Array(T * D);
+    tokenIds.forEach((id, t) => {
       if (!Number.isInteger(id) || id < 0 || id >= V) throw new RangeError(`token id ${id} is outside [0, ${V})`);
-      return this.embed.slice(id * D, (id + 1) * D);
+      h.set(this.embed.subarray(id * D, (id + 1) * D), t * D);
     });
     // RoPE tables per position.
     const cos: Float64Array[] = [];
@@ -189,44 +172,43 @@ export class Qwen3Reference {
       cos.push(this.invFreq.map((f) => Math.cos(t * f)));
       sin.push(this.invFreq.map((f) => Math.sin(t * f)));
     }
-
-    const x = new Float64Array(D);
-    const attn = new Float64Array(H * hd);
-    const proj = new Float64Array(D);
-    const gate = new Float64Array(I);
-    const up = new Float64Array(I);
     const scores = new Float64Array(T);
-    const q = Array.from({ length: T }, () => new Float64Array(H * hd));
-    const k = Array.from({ length: T }, () => new Float64Array(K * hd));
-    const v = Array.from({ length: T }, () => new Float64Array(K * hd));
+    /** RMSNorm of every row of h. */
+    const normRows = (weight: Float64Array): Float64Array => {
+      const x = new Float64Array(T * D);
+      for (let t = 0; t < T; t++) rmsNorm(row(h, t, D), weight, eps, row(x, t, D));
+      return x;
+    };
 
-    for (const L of this.layers) {
-      // Projections, per-head q/k RMSNorm, then RoPE — for every position.
+    this.layers.forEach((L, l) => {
+      const p = `model.layers.${l}.`;
+      // Projections of all positions, then per-head q/k RMSNorm and RoPE.
+      const x = normRows(L.inputNorm);
+      const q = this.linear(`${p}self_attn.q_proj`, L.q, x, D, H * hd, T);
+      const k = this.linear(`${p}self_attn.k_proj`, L.k, x, D, K * hd, T);
+      const v = this.linear(`${p}self_attn.v_proj`, L.v, x, D, K * hd, T);
       for (let t = 0; t < T; t++) {
-        rmsNorm(h[t]!, L.inputNorm, eps, x);
-        matvec(L.q, x, q[t]!);
-        matvec(L.k, x, k[t]!);
-        matvec(L.v, x, v[t]!);
         for (let head = 0; head < H; head++) {
-          const qh = q[t]!.subarray(head * hd, (head + 1) * hd);
+          const qh = q.subarray((t * H + head) * hd, (t * H + head + 1) * hd);
           rmsNorm(qh, L.qNorm, eps, qh);
           rope(qh, cos[t]!, sin[t]!);
         }
         for (let head = 0; head < K; head++) {
-          const kh = k[t]!.subarray(head * hd, (head + 1) * hd);
+          const kh = k.subarray((t * K + head) * hd, (t * K + head + 1) * hd);
           rmsNorm(kh, L.kNorm, eps, kh);
           rope(kh, cos[t]!, sin[t]!);
         }
       }
-      // Causal attention, o_proj and residual (all k/v were computed above, so h can be updated in place).
+      // Causal attention of every position into attn [T, H*hd], then o_proj and the residual.
+      const attn = new Float64Array(T * H * hd);
       for (let t = 0; t < T; t++) {
         for (let head = 0; head < H; head++) {
           const kvOff = Math.floor(head / nRep) * hd;
-          const qOff = head * hd;
+          const qOff = t * H * hd + head * hd;
           let max = -Infinity;
           for (let s = 0; s <= t; s++) {
             let dot = 0;
-            for (let j = 0; j < hd; j++) dot += q[t]![qOff + j]! * k[s]![kvOff + j]!;
+            for (let j = 0; j < hd; j++) dot += q[qOff + j]! * k[s * K * hd + kvOff + j]!;
             scores[s] = dot * scale;
             if (scores[s]! > max) max = scores[s]!;
           }
@@ -237,34 +219,43 @@ export class Qwen3Reference {
           }
           for (let j = 0; j < hd; j++) {
             let acc = 0;
-            for (let s = 0; s <= t; s++) acc += scores[s]! * v[s]![kvOff + j]!;
+            for (let s = 0; s <= t; s++) acc += scores[s]! * v[s * K * hd + kvOff + j]!;
             attn[qOff + j] = acc / sum;
           }
         }
-        matvec(L.o, attn, proj);
-        addInPlace(h[t]!, proj);
       }
+      addInPlace(h, this.linear(`${p}self_attn.o_proj`, L.o, attn, H * hd, D, T));
       // SwiGLU MLP and residual.
-      for (let t = 0; t < T; t++) {
-        rmsNorm(h[t]!, L.postNorm, eps, x);
-        matvec(L.gate, x, gate);
-        matvec(L.up, x, up);
-        for (let i = 0; i < I; i++) gate[i] = silu(gate[i]!) * up[i]!;
-        matvec(L.down, gate, proj);
-        addInPlace(h[t]!, proj);
-      }
-    }
-    return h.map((ht) => rmsNorm(ht, this.finalNorm, eps, ht));
+      const x2 = normRows(L.postNorm);
+      const gate = this.linear(`${p}mlp.gate_proj`, L.gate, x2, D, I, T);
+      const up = this.linear(`${p}mlp.up_proj`, L.up, x2, D, I, T);
+      for (let i = 0; i < T * I; i++) gate[i] = silu(gate[i]!) * up[i]!;
+      addInPlace(h, this.linear(`${p}mlp.down_proj`, L.down, gate, I, D, T));
+    });
+    for (let t = 0; t < T; t++) rmsNorm(row(h, t, D), this.finalNorm, eps, row(h, t, D));
+    return h;
   }
 
-  /** Raw logits lm_head(hidden) for one final hidden state. */
+  /** Final hidden states (after model.norm), one [hidden] vector per position. */
+  hiddenStates(tokenIds: readonly number[]): Float64Array[] {
+    const D = this.config.hiddenSize;
+    const h = this.hiddenMatrix(tokenIds);
+    return tokenIds.map((_, t) => row(h, t, D));
+  }
+
+  /** Raw logits lm_head(hidden) for one final hidden state (through the hook as a 1-token matrix). */
   logits(hidden: Float64Array): Float64Array {
-    return matvec(this.lmHead, hidden, new Float64Array(this.config.vocabSize));
+    const D = this.config.hiddenSize;
+    if (hidden.length !== D) throw new RangeError(`logits: expected a [${D}] hidden state, got ${hidden.length} values`);
+    return this.linear('lm_head', this.lmHead, hidden, D, this.config.vocabSize, 1);
   }
 
   /** For every position t, the natural-log log-softmax over the vocabulary of the next token given ids[0..t]. */
   forward(tokenIds: readonly number[]): Float64Array[] {
-    return this.hiddenStates(tokenIds).map((hs) => logSoftmax(this.logits(hs)));
+    const { hiddenSize: D, vocabSize: V } = this.config;
+    const T = tokenIds.length;
+    const logits = this.linear('lm_head', this.lmHead, this.hiddenMatrix(tokenIds), D, V, T);
+    return tokenIds.map((_, t) => logSoftmax(row(logits, t, V)));
   }
 
   /**
@@ -278,7 +269,7 @@ export class Qwen3Reference {
     const logprobs: Float64Array[] = [];
     for (let step = 0; step < steps; step++) {
       const hs = this.hiddenStates(ids);
-      const lp = logSoftmax(this.logits(hs[hs.length - 1]!));
+      const lp = logSoftmax(this.logits(hs[hs.length - 1]!)); // lm_head of the last position only
       const next = argmax(lp);
       tokenIds.push(next);
       logprobs.push(lp);

@@ -59,8 +59,12 @@ export const qwen3: ModelArchitectureV1<Qwen3Config> = {
 
   smoothMappings(c, i) {
     const L = decoderLinears(c, i);
+    const rep = c.numHeads / c.numKvHeads;
+    // o_proj input channel (head h, dim d) is attention over v head floor(h / rep), dim d.
+    const vChannel = (ch: number) => Math.floor(Math.floor(ch / c.headDim) / rep) * c.headDim + (ch % c.headDim);
     return [
       { norm: `model.layers.${i}.input_layernorm.weight`, linears: [L.q, L.k, L.v] },
+      { producer: L.v, producerChannel: vChannel, linears: [L.o] },
       { norm: `model.layers.${i}.post_attention_layernorm.weight`, linears: [L.gate, L.up] },
     ];
   },

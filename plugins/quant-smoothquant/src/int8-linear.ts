@@ -18,7 +18,24 @@ async function readFloat(ctx: LinearContextV1, name: string, length: number): Pr
   return values;
 }
 
-/** The int8 weight, transposed to [in, out] by onnxruntime at load (a constant-folded Transpose). */
+/** [rows, cols] → [cols, rows], in cache-sized blocks. */
+export function transposeInt8(src: Int8Array, rows: number, cols: number): Int8Array {
+  const dst = new Int8Array(src.length);
+  const B = 64;
+  for (let r0 = 0; r0 < rows; r0 += B) {
+    for (let c0 = 0; c0 < cols; c0 += B) {
+      const r1 = Math.min(r0 + B, rows);
+      const c1 = Math.min(c0 + B, cols);
+      for (let r = r0; r < r1; r++) for (let c = c0; c < c1; c++) dst[c * rows + r] = src[r * cols + c]!;
+    }
+  }
+  return dst;
+}
+
+/**
+ * The int8 weight as the [in, out] initializer MatMulIntegerToFloat wants, transposed once at load (a
+ * constant-folded Transpose node would cost onnxruntime its weight prepacking: 4× slower GEMMs).
+ */
 function int8WeightT(ctx: LinearContextV1, layer: LinearSpec): string {
   const name = `${layer.name}.weight`;
   const info = ctx.checkpoint.info(name);
@@ -30,8 +47,8 @@ function int8WeightT(ctx: LinearContextV1, layer: LinearSpec): string {
       `${info.file}: tensor '${name}' has shape [${info.shape.join(', ')}], expected [${layer.outFeatures}, ${layer.inFeatures}]`, info.file, name,
     );
   }
-  const w = ctx.g.initializer(name, 'int8', [layer.outFeatures, layer.inFeatures], async () => (await ctx.checkpoint.read(name)).data as Int8Array);
-  return ctx.g.op('Transpose', [w], { perm: [1, 0] });
+  return ctx.g.initializer(`${name}.T`, 'int8', [layer.inFeatures, layer.outFeatures],
+    async () => transposeInt8((await ctx.checkpoint.read(name)).data as Int8Array, layer.outFeatures, layer.inFeatures));
 }
 
 function weightScale(ctx: LinearContextV1, layer: LinearSpec): string {

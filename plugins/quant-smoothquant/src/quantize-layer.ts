@@ -1,13 +1,14 @@
 /**
  * SmoothQuant for one decoder layer, from the ranges its linear inputs took during calibration:
- *   1. smoothing (outliersSuppression 'smooth'): for each norm → linears mapping, one factor per input channel
- *      s = clamp(amax^α / wmax^(1−α), 1e-5), wmax over all linears of the mapping; W ← W·diag(s), norm ← norm / s
- *      (folded, so the checkpoint is plain compressed-tensors and the runtime does no extra multiply);
+ *   1. smoothing (outliersSuppression 'smooth'): for each mapping, one factor per input channel
+ *      s = clamp(amax^α / wmax^(1−α), 1e-5), wmax over all linears of the mapping; W ← W·diag(s), and 1/s folded
+ *      into the norm before them (norm ← norm / s) or the rows of the linear producing their input (v_proj → o_proj),
+ *      so the checkpoint is plain compressed-tensors and the runtime does no extra multiply;
  *   2. weights: per output channel symmetric int8, scale = 2·absmax/255;
  *   3. activations: per_tensor → static asymmetric scale and zero point from the smoothed input's min and max;
  *      per_token → nothing stored (dynamic at run time).
  */
-import { toFloat32, type HostTensor, type LinearSpec, type TensorSource } from '@qllm/core';
+import { toFloat32, type HostTensor, type LinearSpec, type SmoothMapping, type TensorSource } from '@qllm/core';
 import type { ChannelRange } from './layer-session.js';
 import type { LayerConfig } from './ptq-config.js';
 import { columnAbsMax, quantizeWeightPerChannel, smoothingFactors, staticActivationParams } from './quant-math.js';
@@ -26,7 +27,7 @@ export interface QuantizedLayer {
 export interface QuantizeLayerInput {
   checkpoint: TensorSource;
   linears: LinearSpec[];
-  mappings: Array<{ norm: string; linears: LinearSpec[] }>;
+  mappings: SmoothMapping[];
   configFor: (layer: LinearSpec) => LayerConfig;
   ranges: ReadonlyMap<string, ChannelRange>;
 }
@@ -45,16 +46,18 @@ export async function quantizeLayer(input: QuantizeLayerInput): Promise<Quantize
   }
 
   const smoothed = new Set<string>();
-  for (const { norm, linears: group } of mappings) {
+  for (const mapping of mappings) {
+    const group = mapping.linears;
+    const where = 'norm' in mapping ? mapping.norm : mapping.producer.name;
     const configs = group.map(configFor);
     const smooth = configs.map((c) => c.quantize && c.outliersSuppression === 'smooth');
     if (!smooth.some(Boolean)) continue;
     if (!smooth.every(Boolean)) {
-      out.warnings.push(`${norm}: only some of ${group.map((l) => l.name).join(', ')} are to be smoothed, but they share one input; left unsmoothed`);
+      out.warnings.push(`${where}: only some of ${group.map((l) => l.name).join(', ')} are to be smoothed, but they share one input; left unsmoothed`);
       continue;
     }
     const alpha = configs[0]!.alpha;
-    if (configs.some((c) => c.alpha !== alpha)) out.warnings.push(`${norm}: the linears it feeds ask for different alphas; using ${alpha}`);
+    if (configs.some((c) => c.alpha !== alpha)) out.warnings.push(`${where}: the linears it feeds ask for different alphas; using ${alpha}`);
     const range = inputRange.get(group[0]!.name)!;
     const actAbsMax = range.min.map((mn, k) => Math.max(Math.abs(mn), Math.abs(range.max[k]!)));
     const wAbsMax = new Float32Array(actAbsMax.length);
@@ -62,7 +65,32 @@ export async function quantizeLayer(input: QuantizeLayerInput): Promise<Quantize
       const col = columnAbsMax(weights.get(l.name)!, l.outFeatures, l.inFeatures);
       for (let k = 0; k < col.length; k++) wAbsMax[k] = Math.max(wAbsMax[k]!, col[k]!);
     }
-    const s = smoothingFactors(actAbsMax, wAbsMax, alpha);
+    let s: Float32Array;
+    if ('norm' in mapping) {
+      s = smoothingFactors(actAbsMax, wAbsMax, alpha);
+      const normWeight = toFloat32(await checkpoint.read(mapping.norm)).map((v, k) => v / s[k]!);
+      out.tensors.set(mapping.norm, { dtype: 'F32', shape: [normWeight.length], data: normWeight });
+    } else {
+      const { producer, producerChannel } = mapping;
+      const pw = weights.get(producer.name);
+      if (!pw) {
+        out.warnings.push(`${producer.name} is not quantized, so ${group.map((l) => l.name).join(', ')} cannot be smoothed through it; left unsmoothed`);
+        continue;
+      }
+      // Channels fed by one producer row share its factor: reduce the statistics per producer channel.
+      const actP = new Float32Array(producer.outFeatures);
+      const wP = new Float32Array(producer.outFeatures);
+      for (let c = 0; c < actAbsMax.length; c++) {
+        const p = producerChannel(c);
+        actP[p] = Math.max(actP[p]!, actAbsMax[c]!);
+        wP[p] = Math.max(wP[p]!, wAbsMax[c]!);
+      }
+      const sP = smoothingFactors(actP, wP, alpha);
+      s = Float32Array.from(actAbsMax, (_, c) => sP[producerChannel(c)]!);
+      for (let p = 0; p < producer.outFeatures; p++) {
+        for (let k = 0; k < producer.inFeatures; k++) pw[p * producer.inFeatures + k]! /= sP[p]!;
+      }
+    }
     for (const l of group) {
       const w = weights.get(l.name)!;
       for (let n = 0; n < l.outFeatures; n++) for (let k = 0; k < l.inFeatures; k++) w[n * l.inFeatures + k]! *= s[k]!;
@@ -73,9 +101,7 @@ export async function quantizeLayer(input: QuantizeLayerInput): Promise<Quantize
       }
       smoothed.add(l.name);
     }
-    const normWeight = toFloat32(await checkpoint.read(norm)).map((v, k) => v / s[k]!);
-    out.tensors.set(norm, { dtype: 'F32', shape: [normWeight.length], data: normWeight });
-    out.smoothing.set(norm, s);
+    out.smoothing.set(where, s);
   }
 
   for (const l of linears) {

@@ -26,6 +26,8 @@ export interface Candidates {
 const BUCKETS = 1024;
 /** The first level's buckets span this many temperature-scaled logits below the max; lower ones share the last. */
 const FIRST_LEVEL_RANGE = 32;
+/** Top-p without top-k first skips exp() below max - TAIL_RANGE·T; together those weigh < vocab·e^-30. */
+const TAIL_RANGE = 30;
 /** Segments this small are sorted outright. */
 const SORT_MAX = 64;
 
@@ -62,13 +64,13 @@ export class CandidateBuffers {
  *   largest comes from a bounded heap.
  * - top-p keeps each token whose preceding probability mass (in rank order) is < topP: the smallest prefix reaching
  *   topP. Found by a histogram search over logit buckets (the first level built during the softmax pass), sorting
- *   only the few tokens of the bucket where the boundary falls.
+ *   only the few tokens of the bucket where the boundary falls. The far tail's exp() is skipped unless its (bounded)
+ *   weight could move the boundary.
  * - min-p keeps tokens with probability ≥ minP × the top probability, i.e. weight ≥ minP.
  * -Infinity and NaN logits are never candidates; if any logit is +Infinity, only those are. Weights are float64.
  */
 export function filterCandidates(logits: Float32Array, config: SamplerConfig, buffers = new CandidateBuffers()): Candidates {
   const n = logits.length;
-  const t = config.temperature;
   const k = config.topK >= 1 && config.topK < n ? config.topK : 0;
   let max = -Infinity;
   let floor = -Infinity;
@@ -81,7 +83,43 @@ export function filterCandidates(logits: Float32Array, config: SamplerConfig, bu
   }
   if (!(max > -Infinity)) throw new QllmError(`sampler: all ${n} logits are -Infinity or NaN, so there is no token to sample`);
   if (max === Infinity) floor = Infinity; // the +Infinity tokens take all the mass
+  const room = k > 0 ? Math.min(n, 2 * k + 16) : n;
+  let count: number;
+  if (config.topP < 1) {
+    // Tokens more than TAIL_RANGE below the max (in scaled logits) are first only counted, not exp'd: their mass is
+    // then bounded, and if the nucleus is the same at both ends of the bound, it is the exact one.
+    const pass = collect(logits, config, buffers, max, floor, room, k > 0 ? -Infinity : -TAIL_RANGE);
+    const low = config.topP * pass.total;
+    const high = config.topP * (pass.total + pass.skipped * Math.exp(-TAIL_RANGE) * (1 + 1e-9));
+    count = nucleus(logits, buffers, pass.count, high);
+    if (pass.skipped > 0 && !(count < pass.count && lastAbove(buffers.weights, count) < low)) {
+      const full = collect(logits, config, buffers, max, floor, room, -Infinity);
+      count = nucleus(logits, buffers, full.count, config.topP * full.total);
+    }
+  } else {
+    // With min-p alone, tokens far below its cut skip exp() (the cut has slack; keepAtLeast makes the exact test).
+    const skipBelow = config.minP > 0 ? Math.log(config.minP) * (1 + 1e-9) - 1e-9 : -Infinity;
+    count = collect(logits, config, buffers, max, floor, room, skipBelow).count;
+  }
+  if (config.minP > 0) count = keepAtLeast(buffers.ids, buffers.weights, count, config.minP);
+  return { ids: buffers.ids, weights: buffers.weights, count };
+}
 
+/**
+ * Writes the tokens with logit ≥ floor (and > -Infinity) and their weights exp((x - max) / T), skipping (and
+ * counting) those whose scaled logit is below `skipBelow`. For top-p it also fills the first histogram level.
+ */
+function collect(
+  logits: Float32Array,
+  config: SamplerConfig,
+  buffers: CandidateBuffers,
+  max: number,
+  floor: number,
+  room: number,
+  skipBelow: number,
+): { count: number; total: number; skipped: number } {
+  const n = logits.length;
+  const t = config.temperature;
   const topP = config.topP < 1;
   const scale = BUCKETS / (FIRST_LEVEL_RANGE * t);
   const { bucketMass: mass, bucketCount: counts } = buffers;
@@ -89,17 +127,19 @@ export function filterCandidates(logits: Float32Array, config: SamplerConfig, bu
     mass.fill(0);
     counts.fill(0);
   }
-  // With min-p alone, tokens far below its cut skip exp() (the cut has slack; the exact test is below).
-  const minScaled = !topP && config.minP > 0 ? Math.log(config.minP) * (1 + 1e-9) - 1e-9 : -Infinity;
-  buffers.reserve(k > 0 ? Math.min(n, 2 * k + 16) : n);
+  buffers.reserve(room);
   let { ids, weights, buckets } = buffers;
   let count = 0;
   let total = 0;
+  let skipped = 0;
   for (let i = 0; i < n; i++) {
     const x = logits[i]!;
     if (!(x >= floor && x > -Infinity)) continue;
     const s = x === max ? 0 : (x - max) / t;
-    if (s < minScaled) continue;
+    if (s < skipBelow) {
+      skipped++;
+      continue;
+    }
     const w = Math.exp(s);
     if (count === ids.length) {
       buffers.reserve(2 * count, count); // top-k ties beyond the reserved room
@@ -115,9 +155,19 @@ export function filterCandidates(logits: Float32Array, config: SamplerConfig, bu
     weights[count++] = w;
     total += w;
   }
-  if (topP) count = nucleus(logits, buffers, count, config.topP * total);
-  if (config.minP > 0) count = keepAtLeast(ids, weights, count, config.minP);
-  return { ids, weights, count };
+  return { count, total, skipped };
+}
+
+/** The weight ranked ahead of the last-ranked entry of [0, m), m ≥ 1: the sum minus the smallest weight. */
+function lastAbove(weights: Float64Array, m: number): number {
+  let sum = 0;
+  let least = Infinity;
+  for (let j = 0; j < m; j++) {
+    const w = weights[j]!;
+    sum += w;
+    if (w < least) least = w;
+  }
+  return sum - least;
 }
 
 /** Bucket of logit x below `top` (monotone: a higher logit never lands in a later bucket). */

@@ -1,3 +1,4 @@
+import { QllmError } from '../errors.js';
 import { topKIndices } from './select.js';
 
 export interface TopLogprobs {
@@ -15,6 +16,7 @@ export interface TopLogprobs {
  */
 export function topLogprobs(rawLogits: Float32Array, k: number, chosen: number): TopLogprobs {
   const n = rawLogits.length;
+  if (!Number.isInteger(chosen) || chosen < 0 || chosen >= n) throw new QllmError(`topLogprobs: token id ${chosen} is outside the vocabulary [0, ${n})`);
   let max = -Infinity;
   for (let i = 0; i < n; i++) if (rawLogits[i]! > max) max = rawLogits[i]!;
   let sum = 0;

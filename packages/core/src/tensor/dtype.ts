@@ -30,8 +30,12 @@ const u32 = new Uint32Array(f32.buffer);
 
 /** bfloat16 bit patterns → float32 (exact). */
 export function bf16ToF32(src: Uint16Array, dst = new Float32Array(src.length)): Float32Array {
-  const out = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
-  for (let i = 0; i < src.length; i++) out[i] = src[i]! << 16;
+  // Little-endian: a float32's high half is the bf16 pattern, its low half zero.
+  const halves = new Uint16Array(dst.buffer, dst.byteOffset, dst.length * 2);
+  for (let i = 0; i < src.length; i++) {
+    halves[2 * i] = 0;
+    halves[2 * i + 1] = src[i]!;
+  }
   return dst;
 }
 

@@ -31,6 +31,16 @@ export interface LinearSpec {
   layer: number;
 }
 
+/**
+ * Where SmoothQuant can fold a per-input-channel factor s of `linears` (which share one input) so the checkpoint
+ * stays a plain one: into a norm whose output is that input (norm.weight / s, llm-compressor's mappings), or into
+ * the output rows of the linear that produces it (producer rows / s, as AWQ's v_proj → o_proj). Consumer input
+ * channel c comes from producer output channel producerChannel(c); channels sharing one share s.
+ */
+export type SmoothMapping =
+  | { norm: string; linears: LinearSpec[] }
+  | { producer: LinearSpec; producerChannel: (inputChannel: number) => number; linears: LinearSpec[] };
+
 /** A model architecture plugin (vLLM's model class): parses its config, names its weights, emits its graph. */
 export interface ModelArchitectureV1<C extends ModelConfigV1 = ModelConfigV1> {
   readonly specificationVersion: 'v1';
@@ -48,11 +58,8 @@ export interface ModelArchitectureV1<C extends ModelConfigV1 = ModelConfigV1> {
   buildLayerGraph(ctx: GraphContextV1, config: C, layer: number): void;
   /** Decoder layer 0's input for token ids: the rows of this [vocab, hidden] embedding matrix. */
   embeddingWeight(config: C): string;
-  /**
-   * Per decoder layer, the norms whose output feeds linears directly (llm-compressor's smoothing mappings):
-   * a smoothing factor s can be folded as norm.weight / s and W · diag(s) for each of those linears.
-   */
-  smoothMappings(config: C, layer: number): Array<{ norm: string; linears: LinearSpec[] }>;
+  /** Per decoder layer, where a smoothing factor on the inputs of some linears can be folded (see SmoothMapping). */
+  smoothMappings(config: C, layer: number): SmoothMapping[];
   /** Emit the part after the decoder stack alone: LAYER_IO hidden_states [S, hidden] in, `logits` [S, vocab] out. */
   buildHeadGraph(ctx: GraphContextV1, config: C): void;
 }

@@ -8,6 +8,8 @@ export interface LinearContextV1 {
   readonly checkpoint: TensorSource;
   /** A float checkpoint tensor as a float32 initializer, shape-checked. */
   floatWeight(name: string, shape: number[]): string;
+  /** Rows [first, first + count) of a float checkpoint tensor of `shape`, as a float32 initializer (no copy). */
+  floatWeightRows(name: string, shape: number[], first: number, count: number): string;
 }
 
 /** How one linear layer is lowered into graph ops. */

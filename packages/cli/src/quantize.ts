@@ -1,0 +1,71 @@
+import { Command, Option } from 'commander';
+import cliProgress from 'cli-progress';
+import { quantize } from 'qllm';
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+const int = (name: string) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} expects a positive integer, got '${value}'`);
+  return n;
+};
+
+export function quantizeCommand(): Command {
+  return new Command('quantize')
+    .description('quantize a float checkpoint with SmoothQuant A8W8 (compressed-tensors W8A8 output)')
+    .requiredOption('--model <dir>', 'float model folder (Hugging Face layout)')
+    .requiredOption('--output <dir>', 'where to write the quantized folder')
+    .option('--method <name>', 'quantization method', 'SmoothQuant')
+    .option('--config <file.json>', 'PTQ config as JSON (Golden Stick field names, camelCase or snake_case)')
+    .option('--calibration <file>', 'calibration text (.txt: paragraphs; .jsonl: {"text": ...} per line); repeatable', collect)
+    .option('--ceval <dir>', 'a CEval split folder (e.g. ceval/dev) with {subject}_{split}.csv files')
+    .option('--num-samples <n>', 'calibration samples', int('num-samples'), 200)
+    .option('--max-seq-len <n>', 'tokens per sample at most', int('max-seq-len'), 512)
+    .option('--alpha <a>', 'SmoothQuant migration strength α in [0, 1]', (v) => {
+      const a = Number(v);
+      if (!(a >= 0 && a <= 1)) throw new Error(`--alpha expects a number in [0, 1], got '${v}'`);
+      return a;
+    })
+    .addOption(new Option('--outliers-suppression <kind>', 'smooth or none').choices(['smooth', 'none']))
+    .addOption(new Option('--act-granularity <g>', 'activation quantization of the global config').choices(['per_tensor', 'per_token']))
+    .option('--threads <n>', 'backend threads', int('threads'))
+    .option('--overwrite', 'replace an existing output folder')
+    .action(async (opts) => {
+      if (!opts.calibration?.length && !opts.ceval) throw new Error('give calibration data: --calibration FILE and/or --ceval DIR');
+      const { readPtqConfigFile, defaultSmoothQuantPreset } = await import('@qllm/quant-smoothquant');
+      const base = opts.config ? await readPtqConfigFile(opts.config) : defaultSmoothQuantPreset();
+      const config = {
+        ...base,
+        ...(opts.alpha !== undefined && { algoArgs: { ...base.algoArgs, alpha: opts.alpha } }),
+        ...(opts.outliersSuppression && { outliersSuppression: opts.outliersSuppression }),
+        ...(opts.actGranularity && { actQuantGranularity: opts.actGranularity }),
+      };
+      const bar = new cliProgress.SingleBar(
+        { stream: process.stderr, format: 'calibrating |{bar}| layer {layer}/{layers} · sample {sample}/{samples} · {eta_formatted}', hideCursor: true },
+        cliProgress.Presets.shades_classic,
+      );
+      let started = false;
+      const result = await quantize({
+        method: opts.method,
+        model: opts.model,
+        output: opts.output,
+        config,
+        calibration: { files: opts.calibration, ceval: opts.ceval },
+        numSamples: opts.numSamples,
+        maxSeqLen: opts.maxSeqLen,
+        overwrite: Boolean(opts.overwrite),
+        threads: opts.threads,
+        log: (m) => {
+          if (!started) process.stderr.write(`${m}\n`);
+        },
+        onProgress: ({ layer, numLayers, sample, numSamples }) => {
+          if (!started) {
+            bar.start(numLayers * numSamples, 0, { layer: 1, layers: numLayers, sample: 0, samples: numSamples });
+            started = true;
+          }
+          bar.update(layer * numSamples + sample, { layer: layer + 1, layers: numLayers, sample, samples: numSamples });
+        },
+      }).finally(() => bar.stop());
+      for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
+      process.stdout.write(`${result.summary}\nwrote ${result.output} (fidelity report: fidelity.json)\n`);
+    });
+}
