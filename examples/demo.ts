@@ -1,22 +1,33 @@
 /**
  * `pnpm demo`: the main job on an embedded default. Makes a tiny random Qwen3 checkpoint with the real Qwen3
- * tokenizer, then generates the seed's three prompts greedily through `new LLM(...)`.
- * (Random weights: the text is gibberish; the pipeline is the real one.)
+ * tokenizer (with a few outlier channels, as trained LLMs have), quantizes it with SmoothQuant A8W8 on the
+ * embedded calibration text, prints the fidelity table, then generates the seed's three prompts greedily with
+ * `new LLM({ model, quantization: 'SmoothQuant' })`. (Random weights: the text is gibberish; the pipeline is real.)
  */
 import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs/promises';
-import { LLM, SamplingParams } from 'qllm';
+import { fileURLToPath } from 'node:url';
+import { LLM, quantize, SamplingParams } from 'qllm';
 import { makeTinyQwen3 } from '@qllm/testing';
 
-const dir = process.argv[2] ?? path.join(os.tmpdir(), 'qllm-demo', 'tiny-qwen3');
-await fs.rm(dir, { recursive: true, force: true });
-await makeTinyQwen3(dir, { hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 32, intermediateSize: 160, seed: 0 });
-console.error(`made a tiny Qwen3 checkpoint in ${dir}`);
+const root = process.argv[2] ?? path.join(os.tmpdir(), 'qllm-demo');
+const floatDir = path.join(root, 'tiny-qwen3');
+const quantDir = path.join(root, 'tiny-qwen3-A8W8');
+await fs.rm(root, { recursive: true, force: true });
+await makeTinyQwen3(floatDir, {
+  hiddenSize: 128, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 32, intermediateSize: 384, seed: 0,
+  outlierChannels: { channels: [7, 33, 90], scale: 40 },
+});
+console.error(`made a tiny bf16 Qwen3 in ${floatDir}`);
 
-const llm = new LLM({ model: dir });
-const prompts = ['I am', 'Today is', 'Llama is'];
-const outputs = await llm.generate(prompts, new SamplingParams({ temperature: 0, topP: 0.95, maxTokens: 16 }));
+const calibration = fileURLToPath(new URL('./data/calibration.txt', import.meta.url));
+const result = await quantize({ method: 'SmoothQuant', model: floatDir, output: quantDir, calibration: { files: [calibration] } });
+console.log(result.summary);
+console.log(`\nwrote ${quantDir}\n`);
+
+const llm = new LLM({ model: quantDir, quantization: 'SmoothQuant' });
+const outputs = await llm.generate(['I am', 'Today is', 'Llama is'], new SamplingParams({ temperature: 0, topP: 0.95, maxTokens: 16 }));
 for (const output of outputs) {
   console.log(`Prompt: ${JSON.stringify(output.prompt)}, Generated text: ${JSON.stringify(output.outputs[0]!.text)}`);
 }

@@ -40,7 +40,7 @@ export function quantizeCommand(): Command {
         ...(opts.actGranularity && { actQuantGranularity: opts.actGranularity }),
       };
       const bar = new cliProgress.SingleBar(
-        { stream: process.stderr, format: 'calibrating |{bar}| layer {layer}/{layers} · sample {sample}/{samples} · {eta_formatted}', hideCursor: true },
+        { stream: process.stderr, format: 'calibrating |{bar}| layer {layer}/{layers} · sample {sample}/{samples} · {eta_formatted}', hideCursor: true, noTTYOutput: true, notTTYSchedule: 5000 },
         cliProgress.Presets.shades_classic,
       );
       let started = false;

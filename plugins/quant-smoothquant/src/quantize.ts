@@ -63,13 +63,13 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
 
     const linears = architecture.linearLayers(config);
     const layerConfig = new Map(linears.map((l) => [l.name, resolveLayerConfig(ptq, l.name)]));
+    const weightOnly = [...layerConfig].find(([, c]) => c.quantize && c.actQuantDtype === null);
+    if (weightOnly) throw new ConfigError(`PTQ config: ${weightOnly[0]} has actQuantDtype null (weight-only A16W8), which SmoothQuant A8W8 does not write; use 'int8'`);
     const warnings = unusedPolicies(ptq, linears.map((l) => l.name)).map((r) => `layer policy '${r}' matches no layer`);
     warnings.forEach((w) => log(`warning: ${w}`));
 
     await fs.mkdir(tmp, { recursive: true });
-    const embed = await folder.checkpoint.read(architecture.embeddingWeight(config));
-    let calibHidden: Float32Array[] = calib.map((ids) => embedRows(embed, ids, config.hiddenSize));
-    let heldFloat: Float32Array[] = held.map((ids) => embedRows(embed, ids, config.hiddenSize));
+    let [calibHidden, heldFloat] = await embedSamples(folder, architecture.embeddingWeight(config), [calib, held], config.hiddenSize);
     let heldQuant: Float32Array[] = heldFloat.map((h) => h.slice());
 
     const nShards = config.numLayers + 1;
@@ -186,14 +186,18 @@ function copyEntry(folder: ModelFolder, name: string): TensorEntry {
   return { name, dtype: info.dtype, shape: info.shape, data: async () => (await folder.checkpoint.read(name)).data };
 }
 
-/** Decoder layer 0's input for each token: rows of the embedding matrix, as float32 [tokens, hidden]. */
-function embedRows(embed: HostTensor, ids: number[], hidden: number): Float32Array {
-  const out = new Float32Array(ids.length * hidden);
-  ids.forEach((id, t) => {
-    const row = { ...embed, shape: [hidden], data: embed.data.subarray(id * hidden, (id + 1) * hidden) } as HostTensor;
-    out.set(toFloat32(row), t * hidden);
+/** Decoder layer 0's inputs: per sample, rows of the embedding matrix as float32 [tokens, hidden]. */
+async function embedSamples(folder: ModelFolder, name: string, sets: [number[][], number[][]], hidden: number): Promise<[Float32Array[], Float32Array[]]> {
+  const embed = await folder.checkpoint.read(name); // dropped on return: never kept through calibration
+  const rows = (samples: number[][]) => samples.map((ids) => {
+    const out = new Float32Array(ids.length * hidden);
+    ids.forEach((id, t) => {
+      const row = { ...embed, shape: [hidden], data: embed.data.subarray(id * hidden, (id + 1) * hidden) } as HostTensor;
+      out.set(toFloat32(row), t * hidden);
+    });
+    return out;
   });
-  return out;
+  return [rows(sets[0]), rows(sets[1])];
 }
 
 /** The dotted prefix shared by names (e.g. 'model.layers.3.'). */
