@@ -1,17 +1,6 @@
 import { Command, Option } from 'commander';
 import { LLM, SamplingParams, toVllmJson, type PromptInput } from 'qllm';
-
-const collect = (value: string, previous: string[] = []) => [...previous, value];
-const num = (name: string) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isFinite(n)) throw new Error(`--${name} expects a number, got '${value}'`);
-  return n;
-};
-const int = (name: string) => (value: string) => {
-  const n = num(name)(value);
-  if (!Number.isInteger(n)) throw new Error(`--${name} expects an integer, got '${value}'`);
-  return n;
-};
+import { collect, int, num } from './options.js';
 
 export function parseTokenIds(value: string): number[] {
   const ids = value.split(',').map((s) => s.trim()).filter(Boolean).map(Number);

@@ -1,13 +1,7 @@
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { quantize } from 'qllm';
-
-const collect = (value: string, previous: string[] = []) => [...previous, value];
-const int = (name: string) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} expects a positive integer, got '${value}'`);
-  return n;
-};
+import { collect, num, positiveInt } from './options.js';
 
 export function quantizeCommand(): Command {
   return new Command('quantize')
@@ -18,16 +12,12 @@ export function quantizeCommand(): Command {
     .option('--config <file.json>', 'PTQ config as JSON (Golden Stick field names, camelCase or snake_case)')
     .option('--calibration <file>', 'calibration text (.txt: paragraphs; .jsonl: {"text": ...} per line); repeatable', collect)
     .option('--ceval <dir>', 'a CEval split folder (e.g. ceval/dev) with {subject}_{split}.csv files')
-    .option('--num-samples <n>', 'calibration samples', int('num-samples'), 200)
-    .option('--max-seq-len <n>', 'tokens per sample at most', int('max-seq-len'), 512)
-    .option('--alpha <a>', 'SmoothQuant migration strength α in [0, 1]', (v) => {
-      const a = Number(v);
-      if (!(a >= 0 && a <= 1)) throw new Error(`--alpha expects a number in [0, 1], got '${v}'`);
-      return a;
-    })
+    .option('--num-samples <n>', 'calibration samples', positiveInt('num-samples'), 200)
+    .option('--max-seq-len <n>', 'tokens per sample at most', positiveInt('max-seq-len'), 512)
+    .option('--alpha <a>', 'SmoothQuant migration strength α in [0, 1]', num('alpha', (a) => a >= 0 && a <= 1, 'a number in [0, 1]'))
     .addOption(new Option('--outliers-suppression <kind>', 'smooth or none').choices(['smooth', 'none']))
     .addOption(new Option('--act-granularity <g>', 'activation quantization of the global config').choices(['per_tensor', 'per_token']))
-    .option('--threads <n>', 'backend threads', int('threads'))
+    .option('--threads <n>', 'backend threads', positiveInt('threads'))
     .option('--overwrite', 'replace an existing output folder')
     .action(async (opts) => {
       if (!opts.calibration?.length && !opts.ceval) throw new Error('give calibration data: --calibration FILE and/or --ceval DIR');

@@ -18,6 +18,6 @@ export * from './llm/llm.js';
 export * from './safetensors/index.js';
 export * from './loading/index.js';
 export * from './quantizer/quantize.js';
-export { SamplingParams, type SamplingParamsInit } from './llm/sampling-params.js';
+export * from './llm/sampling-params.js';
 export * from './llm/outputs.js';
 export * from './sampling/index.js';

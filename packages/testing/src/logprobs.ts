@@ -33,3 +33,10 @@ export function topK(values: ArrayLike<number>, k: number): [number, number][] {
   }
   return best;
 }
+
+/** Natural-log softmax of each row of a row-major [rows, vocab] float32 logits matrix, in float64. */
+export function logSoftmaxRows(logits: Float32Array, vocab: number): Float64Array[] {
+  const rows: Float64Array[] = [];
+  for (let r = 0; r < logits.length / vocab; r++) rows.push(logSoftmax(Float64Array.from(logits.subarray(r * vocab, (r + 1) * vocab))));
+  return rows;
+}

@@ -10,27 +10,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backends, KvCache, loadModel, modelArchitectures, ModelRunner, type LoadedModel } from '@qllm/core';
 import { cpu } from '@qllm/backend-cpu';
 import {
-  GOLDEN_NAMES, goldenAvailable, goldenDir, loadRefWeights, makeTinyQwen3, Qwen3Reference, readGoldenExpected,
-  refConfigFromHf, type TinyQwen3Options,
+  argmax, GOLDEN_NAMES, goldenAvailable, goldenDir, loadRefWeights, logSoftmaxRows, makeTinyQwen3, Qwen3Reference,
+  readGoldenExpected, refConfigFromHf, type TinyQwen3Options,
 } from '@qllm/testing';
 import { qwen3 } from './qwen3-model.js';
 
 modelArchitectures.register('Qwen3ForCausalLM', qwen3, { override: true });
 backends.register('cpu', cpu, { override: true });
-
-function logSoftmaxRows(logits: Float32Array, vocab: number): Float64Array[] {
-  const rows: Float64Array[] = [];
-  for (let r = 0; r < logits.length / vocab; r++) {
-    const row = logits.subarray(r * vocab, (r + 1) * vocab);
-    let m = -Infinity;
-    for (const x of row) m = Math.max(m, x);
-    let s = 0;
-    for (const x of row) s += Math.exp(x - m);
-    const lse = m + Math.log(s);
-    rows.push(Float64Array.from(row, (x) => x - lse));
-  }
-  return rows;
-}
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let d = 0;
@@ -38,11 +24,6 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return d;
 }
 
-const argmax = (x: ArrayLike<number>) => {
-  let best = 0;
-  for (let i = 1; i < x.length; i++) if (x[i]! > x[best]!) best = i;
-  return best;
-};
 const top2Gap = (x: ArrayLike<number>) => {
   const a = argmax(x);
   let b = -Infinity;

@@ -1,5 +1,6 @@
 import { ConfigError } from '../errors.js';
 import { SAMPLING_EPS } from '../sampling/index.js';
+import type { GenerationDefaults } from '../loading/generation-config.js';
 
 /** Everything a SamplingParams can be built from: vLLM's fields in camelCase. */
 export interface SamplingParamsInit {
@@ -39,16 +40,8 @@ export interface SamplingParamsInit {
   includeStopStrInOutput: boolean;
 }
 
-/** generation_config.json's sampling defaults, as loaded (camelCase). */
-export interface GenerationDefaults {
-  temperature?: number;
-  topP?: number;
-  topK?: number;
-  minP?: number;
-  repetitionPenalty?: number;
-  /** `max_new_tokens`, which vLLM maps to maxTokens. */
-  maxNewTokens?: number;
-}
+/** generation_config.json's sampling fields (as the model folder loader reads them). */
+type SamplingDefaults = Pick<GenerationDefaults, 'temperature' | 'topP' | 'topK' | 'minP' | 'repetitionPenalty' | 'maxNewTokens'>;
 
 const KEYS: ReadonlySet<string> = new Set<keyof SamplingParamsInit>([
   'n', 'presencePenalty', 'frequencyPenalty', 'repetitionPenalty', 'temperature', 'topP', 'topK', 'minP', 'seed',
@@ -120,7 +113,7 @@ export class SamplingParams implements SamplingParamsInit {
    * vLLM's default sampling params: generation_config.json's sampling fields (and max_new_tokens → maxTokens), then
    * `overrides` on top.
    */
-  static fromGenerationDefaults(defaults: GenerationDefaults, overrides: Partial<SamplingParamsInit> = {}): SamplingParams {
+  static fromGenerationDefaults(defaults: SamplingDefaults, overrides: Partial<SamplingParamsInit> = {}): SamplingParams {
     const fromConfig: Partial<SamplingParamsInit> = {};
     if (defaults.temperature !== undefined) fromConfig.temperature = defaults.temperature;
     if (defaults.topP !== undefined) fromConfig.topP = defaults.topP;
