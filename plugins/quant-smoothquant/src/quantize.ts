@@ -6,7 +6,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import {
-  backends, ConfigError, DTYPE_BYTES, loadModelFolder, modelArchitectures, toFloat32, writeSafetensors,
+  backends, ConfigError, loadModelFolder, resolveArchitecture, ShardedSafetensorsWriter, toFloat32,
   type HostTensor, type LinearSpec, type ModelFolder, type OfflineQuantizeOptionsV1, type OfflineQuantizeResultV1, type TensorEntry,
 } from '@qllm/core';
 import { loadCalibrationTexts } from './calibration-data.js';
@@ -25,7 +25,6 @@ export interface QuantizeResult extends OfflineQuantizeResultV1 {
 }
 
 const LINEAR_METHODS = { static: staticInt8Linear, dynamic: dynamicPerTokenInt8Linear, float: null } as const;
-const pad = (n: number) => String(n).padStart(5, '0');
 
 export async function quantize(options: QuantizeOptions): Promise<QuantizeResult> {
   const start = performance.now();
@@ -40,8 +39,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   const folder = await loadModelFolder(options.model);
   const tmp = `${output}.partial-${process.pid}-${Date.now().toString(36)}`;
   try {
-    const architecture = await modelArchitectures.get(String((folder.config.architectures as unknown[] | undefined)?.[0]));
-    const config = architecture.parseConfig(folder.config, folder.configFile);
+    const { architecture, config } = await resolveArchitecture(folder);
     if (folder.config.quantization_config) throw new ConfigError(`${folder.configFile}: the model is already quantized`);
     const tokenizer = folder.tokenizer;
     if (!tokenizer) throw new ConfigError(`${folder.dir}: no tokenizer.json, needed to tokenize the calibration data`);
@@ -72,19 +70,11 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     let [calibHidden, heldFloat] = await embedSamples(folder, architecture.embeddingWeight(config), [calib, held], config.hiddenSize);
     let heldQuant: Float32Array[] = heldFloat.map((h) => h.slice());
 
-    const nShards = config.numLayers + 1;
-    const weightMap: Record<string, string> = {};
-    let totalSize = 0;
-    const write = async (file: string, entries: TensorEntry[]) => {
-      await writeSafetensors(path.join(tmp, file), entries, { format: 'pt' });
-      for (const e of entries) {
-        weightMap[e.name] = file;
-        totalSize += e.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[e.dtype];
-      }
-    };
+    // One shard for what lies outside the decoder layers, then one per layer, written as each is quantized.
+    const writer = new ShardedSafetensorsWriter(tmp, config.numLayers + 1, { format: 'pt' });
     const layerPrefixes = Array.from({ length: config.numLayers }, (_, i) => commonPrefix(linears.filter((l) => l.layer === i).map((l) => l.name)));
     const outside = folder.checkpoint.names().filter((n) => !layerPrefixes.some((p) => n.startsWith(p)));
-    await write(`model-${pad(1)}-of-${pad(nShards)}.safetensors`, outside.map((n) => copyEntry(folder, n)));
+    await writer.writeShard(outside.map((n) => copyEntry(folder, n)));
 
     const schemes = new Map<string, LinearScheme>();
     const layerErrors: number[] = [];
@@ -138,13 +128,13 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
           if (t) entries.push({ name: `${base}.${extra}`, ...t });
         }
       }
-      await write(`model-${pad(i + 2)}-of-${pad(nShards)}.safetensors`, entries);
+      await writer.writeShard(entries);
       calibHidden = nextCalib;
       heldFloat = floatOut;
       heldQuant = nextQuant;
       log(`layer ${i}: relative output error ${layerErrors[i]!.toExponential(2)}`);
     }
-    calibHidden = [];
+    calibHidden = []; // not needed past the last layer: free it before the head's evaluation
 
     const e2e = await endToEndFidelity({ architecture, config, checkpoint: folder.checkpoint, backend, threads: options.threads }, heldFloat, heldQuant);
     const fidelity: FidelityReport = {
@@ -167,8 +157,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     });
     const newConfig = { ...folder.config, quantization_config: quantizationConfig };
     await fs.writeFile(path.join(tmp, 'config.json'), `${JSON.stringify(newConfig, null, 2)}\n`);
-    const sortedMap = Object.fromEntries(Object.entries(weightMap).sort(([a], [b]) => a.localeCompare(b)));
-    await fs.writeFile(path.join(tmp, 'model.safetensors.index.json'), `${JSON.stringify({ metadata: { total_size: totalSize }, weight_map: sortedMap }, null, 2)}\n`);
+    await writer.finish();
     await fs.writeFile(path.join(tmp, 'fidelity.json'), `${JSON.stringify(fidelity, null, 2)}\n`);
     await copyOtherFiles(folder.dir, tmp);
     await replaceFolder(tmp, output);

@@ -22,7 +22,7 @@ export async function generateSequence(
   rng: Rng,
   index: number,
 ): Promise<CompletionOutput> {
-  const processors = buildLogitsProcessors(params, [...ctx.eosTokenIds, ...params.stopTokenIds]);
+  const processors = buildLogitsProcessors(params, ctx.eosTokenIds);
   const sampler = getSampler(params);
   const stopIds = new Set(params.stopTokenIds);
   const eos = new Set(params.ignoreEos ? [] : ctx.eosTokenIds);

@@ -34,11 +34,7 @@ export async function loadModel(options: LoadModelOptions): Promise<LoadedModel>
   const start = performance.now();
   const folder = await loadModelFolder(options.model);
   try {
-    const archNames = folder.config.architectures;
-    const archName = Array.isArray(archNames) && typeof archNames[0] === 'string' ? archNames[0] : undefined;
-    if (!archName) throw new ConfigError(`${folder.configFile}: 'architectures' must list the model class, e.g. ["Qwen3ForCausalLM"]`);
-    const architecture = await modelArchitectures.get(archName);
-    const config = architecture.parseConfig(folder.config, folder.configFile);
+    const { architecture, config } = await resolveArchitecture(folder);
     const quantizationConfig = folder.config.quantization_config as Record<string, unknown> | undefined;
     const quantization = await resolveQuantization(options.quantization, quantizationConfig, folder.configFile);
     checkTensors(architecture, config, folder.checkpoint);
@@ -56,6 +52,15 @@ export async function loadModel(options: LoadModelOptions): Promise<LoadedModel>
   } finally {
     await folder.checkpoint.close();
   }
+}
+
+/** The registered architecture named by config.json's `architectures[0]`, and the config it parses. */
+export async function resolveArchitecture(folder: ModelFolder): Promise<{ architecture: ModelArchitectureV1<ModelConfigV1>; config: ModelConfigV1 }> {
+  const names = folder.config.architectures;
+  const name = Array.isArray(names) && typeof names[0] === 'string' ? names[0] : undefined;
+  if (!name) throw new ConfigError(`${folder.configFile}: 'architectures' must list the model class, e.g. ["Qwen3ForCausalLM"]`);
+  const architecture = await modelArchitectures.get(name);
+  return { architecture, config: architecture.parseConfig(folder.config, folder.configFile) };
 }
 
 /** vLLM's rule: an explicit name must agree with the checkpoint's; otherwise the checkpoint decides. */

@@ -1,2 +1,2 @@
 export { Checkpoint, SafetensorsFile } from './reader.js';
-export { writeSafetensors, writeShardedSafetensors, type TensorEntry } from './writer.js';
+export { ShardedSafetensorsWriter, writeSafetensors, writeShardedSafetensors, type TensorEntry } from './writer.js';

@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CheckpointError } from '../errors.js';
 import { f32ToBf16, f32ToF16 } from '../tensor/dtype.js';
 import { Checkpoint, SafetensorsFile } from './reader.js';
-import { writeSafetensors, writeShardedSafetensors, type TensorEntry } from './writer.js';
+import { ShardedSafetensorsWriter, writeSafetensors, writeShardedSafetensors, type TensorEntry } from './writer.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -176,5 +176,33 @@ describe('writeShardedSafetensors', () => {
     const written = await writeShardedSafetensors(dir, entries(), { maxShardBytes: 10 });
     expect(written).toHaveLength(5);
     expect(written[3]).toBe('model-00004-of-00004.safetensors');
+  });
+});
+
+describe('ShardedSafetensorsWriter', () => {
+  const tensor = (name: string): TensorEntry => ({ name, dtype: 'F32', shape: [2], data: new Float32Array([1, 2]) });
+
+  it('writes shards one at a time, then an index that reads back through Checkpoint', async () => {
+    const writer = new ShardedSafetensorsWriter(dir, 2, { format: 'pt' });
+    expect(await writer.writeShard([tensor('b'), tensor('a')])).toBe('model-00001-of-00002.safetensors');
+    expect(await writer.writeShard([tensor('c')])).toBe('model-00002-of-00002.safetensors');
+    expect(await writer.finish()).toBe('model.safetensors.index.json');
+    const index = JSON.parse(await readFile(path.join(dir, 'model.safetensors.index.json'), 'utf8'));
+    expect(index).toEqual({
+      metadata: { total_size: 24 },
+      weight_map: { a: 'model-00001-of-00002.safetensors', b: 'model-00001-of-00002.safetensors', c: 'model-00002-of-00002.safetensors' },
+    });
+    const ckpt = await Checkpoint.open(dir);
+    expect(ckpt.names().sort()).toEqual(['a', 'b', 'c']);
+    await ckpt.close();
+  });
+
+  it('refuses an index before every shard is written, and a shard past the count', async () => {
+    const writer = new ShardedSafetensorsWriter(dir, 2);
+    await writer.writeShard([tensor('a')]);
+    await expect(writer.finish()).rejects.toThrow(/1 of 2 shards written/);
+    expect(await readdir(dir)).toEqual(['model-00001-of-00002.safetensors']);
+    await writer.writeShard([tensor('b')]);
+    await expect(writer.writeShard([tensor('c')])).rejects.toThrow(/all 2 shards are written already/);
   });
 });

@@ -63,22 +63,54 @@ export async function writeShardedSafetensors(
     await writeSafetensors(path.join(dir, 'model.safetensors'), entries, options.metadata);
     return ['model.safetensors'];
   }
-  const count = String(shards.length).padStart(5, '0');
-  const names = shards.map((_, i) => `model-${String(i + 1).padStart(5, '0')}-of-${count}.safetensors`);
-  const weightMap: Record<string, string> = {};
-  let totalSize = 0;
-  for (const [i, shard] of shards.entries()) {
-    await writeSafetensors(path.join(dir, names[i]!), shard, options.metadata);
-    for (const entry of shard) {
-      weightMap[entry.name] = names[i]!;
-      totalSize += byteLength(dir, entry);
+  const writer = new ShardedSafetensorsWriter(dir, shards.length, options.metadata);
+  const names: string[] = [];
+  for (const shard of shards) names.push(await writer.writeShard(shard));
+  names.push(await writer.finish());
+  return names;
+}
+
+/**
+ * Writes a sharded checkpoint one shard at a time, for producers that make its tensors in sequence (a quantizer
+ * going layer by layer): `model-0000i-of-0000N.safetensors` files, each atomic, then `model.safetensors.index.json`.
+ */
+export class ShardedSafetensorsWriter {
+  private readonly weightMap: Record<string, string> = {};
+  private totalSize = 0;
+  private written = 0;
+
+  constructor(
+    readonly dir: string,
+    readonly shardCount: number,
+    private readonly metadata?: Record<string, string>,
+  ) {}
+
+  /** Writes the next shard and returns its file name. */
+  async writeShard(entries: TensorEntry[]): Promise<string> {
+    if (this.written >= this.shardCount) throw new RangeError(`${this.dir}: all ${this.shardCount} shards are written already`);
+    const count = String(this.shardCount).padStart(5, '0');
+    const name = `model-${String(this.written + 1).padStart(5, '0')}-of-${count}.safetensors`;
+    await mkdir(this.dir, { recursive: true });
+    await writeSafetensors(path.join(this.dir, name), entries, this.metadata);
+    for (const entry of entries) {
+      this.weightMap[entry.name] = name;
+      this.totalSize += byteLength(this.dir, entry);
     }
+    this.written++;
+    return name;
   }
-  const sortedMap = Object.fromEntries(Object.keys(weightMap).sort().map((k) => [k, weightMap[k]]));
-  const index = `${JSON.stringify({ metadata: { total_size: totalSize }, weight_map: sortedMap }, null, 2)}\n`;
-  const indexName = 'model.safetensors.index.json';
-  await writeAtomically(path.join(dir, indexName), (handle) => writeAll(handle, Buffer.from(index, 'utf8')));
-  return [...names, indexName];
+
+  /** Writes the index (atomically) once every shard is written; returns its file name. */
+  async finish(): Promise<string> {
+    if (this.written !== this.shardCount) {
+      throw new RangeError(`${this.dir}: ${this.written} of ${this.shardCount} shards written; the index would point at missing files`);
+    }
+    const sortedMap = Object.fromEntries(Object.keys(this.weightMap).sort().map((k) => [k, this.weightMap[k]]));
+    const index = `${JSON.stringify({ metadata: { total_size: this.totalSize }, weight_map: sortedMap }, null, 2)}\n`;
+    const indexName = 'model.safetensors.index.json';
+    await writeAtomically(path.join(this.dir, indexName), (handle) => writeAll(handle, Buffer.from(index, 'utf8')));
+    return indexName;
+  }
 }
 
 /** The 8-byte length, the JSON header and its space padding, validating names, dtypes and shapes. */
