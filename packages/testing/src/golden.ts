@@ -2,11 +2,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The repository root (this file is packages/testing/{src,dist}/…). */
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+/** This package's root (this file is packages/testing/{src,dist}/…). */
+const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-/** Shared Qwen3 golden vectors (golden-a, golden-b), kept next to the repository: `<repo>/../shared/vectors/qwen3-golden`. */
-export const QWEN3_GOLDEN_DIR = path.resolve(REPO_ROOT, '../shared/vectors/qwen3-golden');
+/**
+ * The Qwen3 golden vectors (golden-a, golden-b), shipped inside this package (`vectors/qwen3-golden`, 1.1 MB, a copy
+ * of the project's shared vectors) so that no test depends on a folder beside the repository.
+ */
+export const QWEN3_GOLDEN_DIR = path.resolve(PACKAGE_ROOT, 'vectors/qwen3-golden');
 
 export type GoldenName = 'golden-a' | 'golden-b';
 export const GOLDEN_NAMES: readonly GoldenName[] = ['golden-a', 'golden-b'];

@@ -1,8 +1,12 @@
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import * as ort from 'onnxruntime-node';
-import type {
-  BackendSessionOptions, BackendSessionV1, BackendV1, BackendValue, BuiltModel, DType, HostTensor,
+import {
+  ConfigError, INT8_GEMM_FORMS,
+  type BackendSessionOptions, type BackendSessionV1, type BackendV1, type BackendValue, type BuiltModel, type DType, type HostTensor,
+  type Int8GemmChoice, type Int8GemmForm,
 } from '@qllm/core';
+import { probeInt8Forms, type Int8ProbeResult } from './int8-probe.js';
 
 /** Settings of the CPU backend. */
 export interface CpuBackendSettings {
@@ -10,7 +14,19 @@ export interface CpuBackendSettings {
   threads?: number;
   /** onnxruntime graph optimisation level (default 'all'). */
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
+  /**
+   * Force an int8 GEMM form instead of the probe's choice (also `QLLM_INT8_FORM=u8s8|u8u8|s8s8`). A form the probe
+   * found inexact on this CPU is refused.
+   */
+  int8Form?: Int8GemmForm;
 }
+
+/** The forms in order of preference, fastest first where exact (BENCHMARKS.md, "int8 GEMM forms"). */
+const PREFERENCE: readonly Int8GemmForm[] = ['u8s8', 'u8u8', 's8s8'];
+
+/** One probe per process: the answer depends on the CPU and the onnxruntime build, neither of which changes. */
+let probe: Promise<Int8ProbeResult> | undefined;
+
 
 const TO_ORT: Partial<Record<DType, ort.Tensor.Type>> = {
   F32: 'float32', F16: 'float16', I64: 'int64', I32: 'int32', I16: 'int16', I8: 'int8', U8: 'uint8', BOOL: 'bool', F64: 'float64',
@@ -66,9 +82,30 @@ class CpuSession implements BackendSessionV1 {
   }
 }
 
+/** The CPU features that decide MLAS's int8 kernels, as /proc/cpuinfo lists them (empty where it does not exist). */
+function cpuFeatures(): string[] {
+  try {
+    const flags = /^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim().split(/\s+/) ?? [];
+    return ['avx2', 'avx512f', 'avx512bw', 'avx512_vnni', 'avx_vnni', 'amx_int8'].filter((f) => flags.includes(f));
+  } catch {
+    return [];
+  }
+}
+
+function forcedForm(settings: CpuBackendSettings): { form: Int8GemmForm; by: string } | undefined {
+  if (settings.int8Form) return { form: settings.int8Form, by: 'the int8Form setting' };
+  const env = process.env.QLLM_INT8_FORM;
+  if (env === undefined || env === '') return undefined;
+  if (!(INT8_GEMM_FORMS as readonly string[]).includes(env)) {
+    throw new ConfigError(`QLLM_INT8_FORM='${env}' is not an int8 GEMM form (one of ${INT8_GEMM_FORMS.join(', ')})`);
+  }
+  return { form: env as Int8GemmForm, by: 'QLLM_INT8_FORM' };
+}
+
 /** Create the onnxruntime-node CPU backend. */
 export function createCpuBackend(settings: CpuBackendSettings = {}): BackendV1 {
-  return {
+  const threads = (options: BackendSessionOptions) => options.threads ?? settings.threads ?? os.availableParallelism();
+  const backend: BackendV1 = {
     specificationVersion: 'v1',
     name: 'cpu',
     async isAvailable() {
@@ -79,7 +116,7 @@ export function createCpuBackend(settings: CpuBackendSettings = {}): BackendV1 {
     async createSession(model: BuiltModel, options: BackendSessionOptions = {}) {
       const session = await ort.InferenceSession.create(model.model, {
         executionProviders: ['cpu'],
-        intraOpNumThreads: options.threads ?? settings.threads ?? os.availableParallelism(),
+        intraOpNumThreads: threads(options),
         interOpNumThreads: 1,
         graphOptimizationLevel: settings.graphOptimizationLevel ?? 'all',
         externalData: model.externalData,
@@ -87,7 +124,35 @@ export function createCpuBackend(settings: CpuBackendSettings = {}): BackendV1 {
       });
       return new CpuSession(session);
     },
+    async int8GemmForm(): Promise<Int8GemmChoice> {
+      probe ??= probeInt8Forms((model) => backend.createSession(model));
+      const { verdict } = await probe;
+      const exact = Object.fromEntries(INT8_GEMM_FORMS.map((f) => [f, verdict[f] === ''])) as Record<Int8GemmForm, boolean>;
+      const forced = forcedForm(settings);
+      if (forced) {
+        if (!exact[forced.form]) {
+          throw new ConfigError(`int8 GEMM form '${forced.form}' (from ${forced.by}) is not exact on this CPU: ${verdict[forced.form]}`);
+        }
+        return { form: forced.form, reason: `forced by ${forced.by}`, exact };
+      }
+      const form = PREFERENCE.find((f) => exact[f]);
+      if (!form) {
+        throw new ConfigError(`no int8 GEMM form runs exactly on this CPU: ${INT8_GEMM_FORMS.map((f) => `${f}: ${verdict[f]}`).join('; ')}`);
+      }
+      const skipped = PREFERENCE.slice(0, PREFERENCE.indexOf(form)).map((f) => `${f} inexact (${verdict[f]})`);
+      return { form, reason: skipped.length ? `${skipped.join('; ')}` : `${form} exact in the probe`, exact };
+    },
+    async describe() {
+      const cpus = os.cpus();
+      return {
+        cpu: `${cpus[0]?.model.trim() ?? 'unknown'} (${os.availableParallelism()} threads available)`,
+        'cpu features': cpuFeatures().join(' ') || 'unknown',
+        onnxruntime: `onnxruntime-node ${ort.env.versions.node ?? 'unknown'} (CPU execution provider)`,
+        threads: String(threads({})),
+      };
+    },
   };
+  return backend;
 }
 
 /** The default instance. */

@@ -50,6 +50,7 @@ export class LayerSession {
     const ctx = createGraphContext({
       checkpoint: o.checkpoint,
       config: o.config,
+      int8Form: o.linearMethod ? (await o.backend.int8GemmForm?.())?.form : undefined,
       linearMethod: o.observe ? () => observing : (l) => o.linearMethod?.(l) ?? null,
     });
     o.architecture.buildLayerGraph(ctx, o.config, o.layer);

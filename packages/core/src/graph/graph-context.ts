@@ -4,7 +4,9 @@ import type { TensorSource } from '../tensor/tensor-source.js';
 import type { GraphContextV1, GraphInputsV1 } from '../model/v1/graph-context-v1.js';
 import type { LinearSpec, ModelConfigV1 } from '../model/v1/model-architecture-v1.js';
 import type { LinearContextV1, LinearMethodV1 } from '../quantizer/v1/quantization-method-v1.js';
+import type { Int8GemmForm } from '../backend/v1/backend-v1.js';
 import { GraphBuilder } from './graph-builder.js';
+import { emitInt8MatMul } from './int8-matmul.js';
 import { GRAPH_IO, LAYER_IO } from './io.js';
 
 /** The weight tensor of a linear layer. */
@@ -40,6 +42,8 @@ export interface GraphContextOptions {
   config: ModelConfigV1;
   /** The method for each linear layer (null: unquantized). */
   linearMethod: (layer: LinearSpec) => LinearMethodV1 | null;
+  /** The int8 GEMM form of the backend that will run the graph (`BackendV1.int8GemmForm`); needed by int8 linears. */
+  int8Form?: Int8GemmForm;
   builder?: GraphBuilder;
 }
 
@@ -120,6 +124,12 @@ export function createGraphContext(options: GraphContextOptions): GraphContextV1
       const kv = [1, config.numKvHeads, 'total', config.headDim];
       presentKeys.forEach((v, i) => g.output(v, GRAPH_IO.presentKey(i), 'float32', kv));
       presentValues.forEach((v, i) => g.output(v, GRAPH_IO.presentValue(i), 'float32', kv));
+    },
+    int8MatMul(spec) {
+      if (!options.int8Form) {
+        throw new Error(`${spec.weight.name}: an int8 linear needs the backend's int8 GEMM form (createGraphContext's int8Form), and none was given`);
+      }
+      return emitInt8MatMul(g, options.int8Form, spec);
     },
     linear(layer, x) {
       const method = options.linearMethod(layer) ?? unquantizedLinear;

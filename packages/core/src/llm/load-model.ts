@@ -1,4 +1,4 @@
-import { CheckpointError, ConfigError } from '../errors.js';
+import { CheckpointError, ConfigError, RegistryError } from '../errors.js';
 import { createGraphContext } from '../graph/graph-context.js';
 import { loadModelFolder, type ModelFolder } from '../loading/index.js';
 import type { BackendSessionV1, BackendV1 } from '../backend/v1/backend-v1.js';
@@ -40,9 +40,12 @@ export async function loadModel(options: LoadModelOptions): Promise<LoadedModel>
     checkTensors(architecture, config, folder.checkpoint);
     const backend = await resolveBackend(options.backend);
 
+    // Only a quantized model needs the backend's int8 GEMM form (and its one-time probe).
+    const int8 = quantization ? await backend.int8GemmForm?.() : undefined;
     const ctx = createGraphContext({
       checkpoint: folder.checkpoint,
       config,
+      int8Form: int8?.form,
       linearMethod: (layer) => quantization?.getLinearMethod(layer, { config, quantizationConfig }) ?? null,
     });
     architecture.buildGraph(ctx, config);
@@ -59,7 +62,10 @@ export async function resolveArchitecture(folder: ModelFolder): Promise<{ archit
   const names = folder.config.architectures;
   const name = Array.isArray(names) && typeof names[0] === 'string' ? names[0] : undefined;
   if (!name) throw new ConfigError(`${folder.configFile}: 'architectures' must list the model class, e.g. ["Qwen3ForCausalLM"]`);
-  const architecture = await modelArchitectures.get(name);
+  const architecture = await modelArchitectures.get(name).catch((e: unknown) => {
+    // The registry's "unknown model architecture 'X'; registered: ..." plus the file that asked for it.
+    throw e instanceof RegistryError ? new RegistryError(`${folder.configFile}: 'architectures' names an ${e.message}`, { cause: e }) : e;
+  });
   return { architecture, config: architecture.parseConfig(folder.config, folder.configFile) };
 }
 

@@ -21,6 +21,27 @@ export interface BackendSessionV1 {
   dispose(): Promise<void>;
 }
 
+/**
+ * How an int8 GEMM is fed to the backend's kernel: activation type × weight type. The math is the same in every
+ * form (Σ_k (a_k − z_a)·w_k, exact in int32); the forms differ in which kernel runs it and whether that kernel is
+ * exact on this CPU (e.g. MLAS's u8×s8 kernel on AVX2 without VNNI adds u8·s8 pairs into a saturating int16).
+ *   u8s8: activations uint8 (logical int8 + 128), weights int8
+ *   u8u8: activations uint8, weights uint8 (int8 + 128, with weight zero point 128)
+ *   s8s8: activations int8, weights int8
+ */
+export type Int8GemmForm = 'u8s8' | 'u8u8' | 's8s8';
+
+export const INT8_GEMM_FORMS: readonly Int8GemmForm[] = ['u8s8', 'u8u8', 's8s8'];
+
+/** A backend's int8 GEMM choice and the evidence for it (what `qllm env` prints). */
+export interface Int8GemmChoice {
+  form: Int8GemmForm;
+  /** Why this form: the probe's verdict, or a forcing setting. */
+  reason: string;
+  /** Which forms the backend's probe found exact on this machine. */
+  exact: Readonly<Record<Int8GemmForm, boolean>>;
+}
+
 export interface BackendAvailability {
   available: boolean;
   /** Why not, when unavailable (e.g. 'no Ascend NPU: /dev/davinci0 not found'). */
@@ -37,4 +58,11 @@ export interface BackendV1 {
   /** Whether the backend runs this op (lets the graph prefer fused ops where they exist). */
   supportsOp(domain: string, opType: string): boolean;
   createSession(model: BuiltModel, options?: BackendSessionOptions): Promise<BackendSessionV1>;
+  /**
+   * The int8 GEMM form graphs for this backend must use, decided once per process from a probe of the kernels'
+   * exactness (not from a CPU-name list). Backends without int8 GEMMs omit it; an int8 linear then fails to build.
+   */
+  int8GemmForm?(): Promise<Int8GemmChoice>;
+  /** Facts for bug reports (`qllm env`): device, features, library versions, as label → value. */
+  describe?(): Promise<Record<string, string>>;
 }

@@ -1,4 +1,5 @@
 import type { GraphBuilder } from '../../graph/graph-builder.js';
+import type { Int8MatMulSpec } from '../../graph/int8-matmul.js';
 import type { TensorSource } from '../../tensor/tensor-source.js';
 import type { LinearSpec, ModelConfigV1 } from '../../model/v1/model-architecture-v1.js';
 
@@ -10,6 +11,11 @@ export interface LinearContextV1 {
   floatWeight(name: string, shape: number[]): string;
   /** Rows [first, first + count) of a float checkpoint tensor of `shape`, as a float32 initializer (no copy). */
   floatWeightRows(name: string, shape: number[], first: number, count: number): string;
+  /**
+   * y = s_a · s_w · ((q − z_a) · Wᵀ) for int8 activations q and int8 weights W, exact in integers: the method
+   * states the math, and the lowering uses the integer form the backend runs exactly on this CPU.
+   */
+  int8MatMul(spec: Int8MatMulSpec): string;
 }
 
 /** How one linear layer is lowered into graph ops. */
