@@ -153,6 +153,66 @@ describe('text and JSONL files', () => {
   });
 });
 
+describe('binary data given as calibration text', () => {
+  /** Deterministic pseudo-random bytes (xorshift32). */
+  function randomBytes(n: number, seed: number): Uint8Array {
+    const out = new Uint8Array(n);
+    let x = seed;
+    for (let i = 0; i < n; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      out[i] = x & 0xff;
+    }
+    return out;
+  }
+
+  it('rejects bytes that are not UTF-8, naming the file and line', async () => {
+    const file = at('garbage.txt');
+    await writeFile(file, randomBytes(4096, 12345));
+    await expect(loadTextFile(file)).rejects.toThrow(ConfigError);
+    await expect(loadTextFile(file)).rejects.toThrow(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} line \\d+: the calibration text file is not valid UTF-8 text`));
+    await writeFile(at('good.txt'), 'good text');
+    await expect(loadCalibrationTexts({ files: [at('good.txt'), file] })).rejects.toThrow(/garbage\.txt line \d+: .*not valid UTF-8/);
+    // A lone invalid byte on line 3 of otherwise good text.
+    const one = at('latin1.txt');
+    await writeFile(one, Buffer.concat([Buffer.from('good\n\nline three: caf'), Buffer.from([0xe9]), Buffer.from('\n')]));
+    await expect(loadTextFile(one)).rejects.toThrow(new ConfigError(`${one} line 3: the calibration text file is not valid UTF-8 text (a binary file?)`));
+  });
+
+  it('rejects NUL characters (e.g. UTF-16 text) and text that is mostly control characters', async () => {
+    const utf16 = at('utf16.txt');
+    await writeFile(utf16, Buffer.from('first line\n\nsecond paragraph\n', 'utf16le'));
+    await expect(loadTextFile(utf16)).rejects.toThrow(new ConfigError(`${utf16} line 1: the calibration text file holds a NUL character, so it is binary data, not text`));
+    const controls = at('controls.txt');
+    // Valid UTF-8, no NUL, but bytes 0x01–0x1f (whitespace aside) and DEL around a few letters.
+    const bytes = Array.from({ length: 600 }, (_, i) => (i % 10 === 0 ? 0x61 : [1, 2, 3, 4, 5, 6, 7, 8, 14, 20, 27, 31, 127][i % 13]!));
+    await writeFile(controls, Buffer.from(bytes));
+    await expect(loadTextFile(controls)).rejects.toThrow(new RegExp(`controls\\.txt: binary data, not text — \\d+ of its \\d+ non-space characters are control characters`));
+    // A few escape sequences in real text are fine.
+    const colored = at('colored.txt');
+    await writeFile(colored, 'a \u001b[31mred\u001b[0m word in a sentence\n\nand a tab\there');
+    expect(await loadTextFile(colored)).toEqual(['a \u001b[31mred\u001b[0m word in a sentence', 'and a tab\there']);
+  });
+
+  it('names the JSONL line of bytes that are not UTF-8, and of a text that is binary', async () => {
+    const file = at('binary.jsonl');
+    await writeFile(file, Buffer.concat([Buffer.from('{"text": "ok"}\n{"text": "fine"}\n{"text": "'), Buffer.from(randomBytes(64, 7)), Buffer.from('"}\n')]));
+    await expect(loadJsonl(file)).rejects.toThrow(new ConfigError(`${file} line 3: the calibration JSONL file is not valid UTF-8 text (a binary file?)`));
+    await writeFile(file, '{"text": "ok"}\n{"text": "nul \\u0000 inside"}\n');
+    await expect(loadJsonl(file)).rejects.toThrow(new ConfigError(`${file} line 2: the calibration text holds a NUL character, so it is binary data, not text`));
+    await writeFile(file, '{"text": "ok"}\n\n{"text": "\\u0001\\u0002\\u0003\\u0004x"}\n');
+    await expect(loadJsonl(file)).rejects.toThrow(new ConfigError(`${file} line 3: binary data, not text — 4 of its 5 non-space characters are control characters`));
+  });
+
+  it('rejects a CEval csv that is not UTF-8, naming it', async () => {
+    await mkdir(at('binary-ceval', 'dev'), { recursive: true });
+    const csv = at('binary-ceval', 'dev', 'computer_network_dev.csv');
+    await writeFile(csv, Buffer.concat([Buffer.from('id,question,A,B,C,D,answer\n'), Buffer.from(randomBytes(256, 99))]));
+    await expect(loadCeval(at('binary-ceval', 'dev'))).rejects.toThrow(new ConfigError(`${csv} line 2: the CEval csv is not valid UTF-8 text (a binary file?)`));
+  });
+});
+
 describe('loadCalibrationTexts', () => {
   it('puts CEval first, picks the loader by extension and caps at numSamples', async () => {
     await writeFile(at('a.md'), 'alpha\n\nbeta');

@@ -48,13 +48,63 @@ function checkNumSamples(numSamples: number): void {
   if (!Number.isInteger(numSamples) || numSamples <= 0) throw new ConfigError(`numSamples must be a positive integer, got ${numSamples}`);
 }
 
-/** A UTF-8 file without its BOM; a missing or unreadable file is a ConfigError naming it. */
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** The 1-based line of a string index. */
+const lineOf = (text: string, index: number) => text.slice(0, index).split('\n').length;
+
+/** The 1-based line holding the first byte sequence that is not UTF-8 ('\n' never occurs inside a UTF-8 sequence). */
+function firstNonUtf8Line(bytes: Uint8Array): number {
+  let start = 0;
+  for (let line = 1; ; line++) {
+    const end = bytes.indexOf(0x0a, start);
+    try {
+      utf8.decode(bytes.subarray(start, end < 0 ? bytes.length : end));
+    } catch {
+      return line;
+    }
+    if (end < 0) return line;
+    start = end + 1;
+  }
+}
+
+/**
+ * A UTF-8 text file without its BOM. A missing or unreadable file, bytes that are not UTF-8 or a NUL character
+ * (binary data: an image, a tensor file, UTF-16 text…) are ConfigErrors naming the file and the line.
+ */
 async function readText(file: string, what: string): Promise<string> {
+  let bytes: Uint8Array;
   try {
-    return (await fs.readFile(file, 'utf8')).replace(/^\uFEFF/, '');
+    bytes = await fs.readFile(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new ConfigError(`${file}: cannot read the ${what} — ${code === 'ENOENT' ? 'file not found' : (e as Error).message}`);
+  }
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    throw new ConfigError(`${file} line ${firstNonUtf8Line(bytes)}: the ${what} is not valid UTF-8 text (a binary file?)`);
+  }
+  const nul = text.indexOf('\0');
+  if (nul >= 0) throw new ConfigError(`${file} line ${lineOf(text, nul)}: the ${what} holds a NUL character, so it is binary data, not text`);
+  return text.replace(/^\uFEFF/, '');
+}
+
+/** Characters that text does not hold: C0 controls but tab, line feed, vertical tab, form feed and carriage return; DEL; C1 controls; U+FFFD. */
+// oxlint-disable-next-line no-control-regex -- matching control characters is the point
+const NON_TEXT = /[\u0000-\u0008\u000E-\u001F\u007F-\u009F\uFFFD]/g;
+
+/**
+ * Calibration text must look like text: no NUL, and control characters (or U+FFFD, the mark of lossily decoded
+ * bytes) at most a quarter of the non-whitespace characters. `where` names the file (and line).
+ */
+function checkLooksLikeText(text: string, where: string): void {
+  if (text.includes('\0')) throw new ConfigError(`${where}: the calibration text holds a NUL character, so it is binary data, not text`);
+  const nonText = text.match(NON_TEXT)?.length ?? 0;
+  const visible = text.replace(/\s/g, '').length;
+  if (nonText > 0 && nonText * 4 > visible) {
+    throw new ConfigError(`${where}: binary data, not text — ${nonText} of its ${visible} non-space characters are control characters`);
   }
 }
 
@@ -126,6 +176,7 @@ export async function loadCeval(dir: string, options: { numSamples?: number } = 
 /** A plain-text file; each paragraph (text between blank lines), trimmed, is one sample. */
 export async function loadTextFile(file: string): Promise<string[]> {
   const text = await readText(file, 'calibration text file');
+  checkLooksLikeText(text, file);
   const samples = text.replace(/\r\n?/g, '\n').split(/\n\s*\n/).map((p) => p.trim()).filter((p) => p !== '');
   if (!samples.length) throw new ConfigError(`${file}: no calibration text (samples are paragraphs separated by blank lines)`);
   return samples;
@@ -143,10 +194,12 @@ export async function loadJsonl(file: string): Promise<string[]> {
     } catch (e) {
       throw new ConfigError(`${file} line ${i + 1}: not valid JSON — ${(e as Error).message}`);
     }
-    const text = typeof value === 'object' && value !== null ? (value as { text?: unknown }).text : undefined;
+    const text = typeof value === 'object' && value !== null && !Array.isArray(value) && Object.hasOwn(value, 'text')
+      ? (value as { text: unknown }).text : undefined;
     if (typeof text !== 'string' || text.trim() === '') {
       throw new ConfigError(`${file} line ${i + 1}: expected an object with a non-empty string "text" field`);
     }
+    checkLooksLikeText(text, `${file} line ${i + 1}`);
     samples.push(text);
   }
   if (!samples.length) throw new ConfigError(`${file}: no calibration samples`);

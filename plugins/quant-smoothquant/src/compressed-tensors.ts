@@ -4,7 +4,8 @@
  * plus `input_scale` [1] (and `input_zero_point` [1] when asymmetric) for static activation schemes.
  */
 import { z } from 'zod';
-import { parseWithSchema } from '@qllm/core';
+import { ConfigError, parseWithSchema } from '@qllm/core';
+import { compileSafeRegex } from './safe-regex.js';
 
 const quantArgs = z.object({
   num_bits: z.literal(8),
@@ -25,7 +26,11 @@ const group = z.object({
 const schema = z.object({
   quant_method: z.literal('compressed-tensors'),
   format: z.literal('int-quantized'),
-  config_groups: z.record(z.string(), group),
+  // Group names are free-form: read into a Map so that one named '__proto__' is neither dropped nor a prototype.
+  config_groups: z.preprocess(
+    (v) => (typeof v === 'object' && v !== null && !Array.isArray(v) ? new Map(Object.entries(v)) : v),
+    z.map(z.string(), group, { error: (issue) => (issue.code === 'invalid_type' ? 'expected an object { group name: group }' : undefined) }),
+  ),
   ignore: z.array(z.string()).default([]),
 }).passthrough();
 
@@ -39,7 +44,7 @@ export type ActivationScheme =
 
 export function isW8A8Config(raw: Record<string, unknown>): boolean {
   const parsed = schema.safeParse(raw);
-  return parsed.success && Object.values(parsed.data.config_groups).every((g) => schemeOf(g) !== undefined);
+  return parsed.success && [...parsed.data.config_groups.values()].every((g) => schemeOf(g) !== undefined);
 }
 
 export function parseCompressedTensorsConfig(raw: unknown, source: string): CompressedTensorsConfig {
@@ -54,17 +59,28 @@ function schemeOf(g: ConfigGroup): ActivationScheme | undefined {
   return undefined;
 }
 
-/** compressed-tensors / vLLM target matching: an exact name, 're:<regex>' (Python re.match: anchored at the start), or the class name 'Linear'. */
+/**
+ * compressed-tensors / vLLM target matching: an exact name, 're:<regex>' (Python re.match: anchored at the start),
+ * or the class name 'Linear'. The regex comes from a checkpoint's config.json, so it runs on the linear-time engine.
+ */
 export function matchesTarget(target: string, layerName: string): boolean {
   if (target === 'Linear' || target === layerName) return true;
-  return target.startsWith('re:') && new RegExp(`^(?:${target.slice(3)})`).test(layerName);
+  if (!target.startsWith('re:')) return false;
+  let re;
+  try {
+    re = compileSafeRegex(target.slice(3));
+  } catch (e) {
+    const shown = target.length > 100 ? `${target.slice(0, 100)}…` : target;
+    throw new ConfigError(`quantization_config target '${shown}': invalid regular expression — ${(e as Error).message}`);
+  }
+  return re.matchesStart(layerName);
 }
 
 /** The scheme for a linear layer, or undefined when it is ignored or matched by no group. */
 export function schemeForLayer(config: CompressedTensorsConfig, layerName: string): ActivationScheme | undefined {
   if (config.ignore.some((t) => matchesTarget(t, layerName))) return undefined;
   // Exact names and regexes take precedence over the class name, as in compressed-tensors.
-  const groups = Object.values(config.config_groups);
+  const groups = [...config.config_groups.values()];
   const specific = groups.find((g) => g.targets.some((t) => t !== 'Linear' && matchesTarget(t, layerName)));
   const matched = specific ?? groups.find((g) => g.targets.includes('Linear'));
   return matched ? schemeOf(matched) : undefined;

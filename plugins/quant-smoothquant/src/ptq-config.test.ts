@@ -1,8 +1,12 @@
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '@qllm/core';
+import { isW8A8Config, matchesTarget, parseCompressedTensorsConfig, schemeForLayer } from './compressed-tensors.js';
 import { defaultSmoothQuantPreset, parsePtqConfig, readPtqConfigFile, resolveLayerConfig, unusedPolicies } from './ptq-config.js';
 
 describe('parsePtqConfig', () => {
@@ -152,5 +156,121 @@ describe('readPtqConfigFile', () => {
     const wrong = path.join(dir, 'wrong.json');
     await writeFile(wrong, '{ "backend": "gpu" }');
     await expect(readPtqConfigFile(wrong)).rejects.toThrow(`${wrong}: invalid field — backend:`);
+  });
+});
+
+/**
+ * Runs `code` (an ES module body that may import this package's TypeScript sources by absolute path) in a child
+ * process killed after `timeoutMs`: a regex that backtracks catastrophically blocks its thread, and only another
+ * process can time it out. Resolves to what the code printed, parsed as JSON.
+ */
+async function runIsolated(code: string, timeoutMs: number): Promise<unknown> {
+  const packageDir = fileURLToPath(new URL('..', import.meta.url));
+  try {
+    const { stdout } = await promisify(execFile)(
+      process.execPath, ['--conditions=source', '--import', 'tsx', '--input-type=module', '-e', code],
+      { cwd: packageDir, timeout: timeoutMs, killSignal: 'SIGKILL' },
+    );
+    return JSON.parse(stdout);
+  } catch (e) {
+    const err = e as { killed?: boolean; stderr?: string };
+    throw new Error(err.killed ? `still running after ${timeoutMs} ms: the regex engine backtracks catastrophically` : `child failed: ${err.stderr}`);
+  }
+}
+
+describe('regexes from configs (layer policies, compressed-tensors targets)', () => {
+  const src = (file: string) => JSON.stringify(fileURLToPath(new URL(`./${file}`, import.meta.url)));
+  const evil = ['(.*)*X', '(a+)+$', '(a|a)*b', '(.*a){20}', '([a-z.]+)*\\d!'];
+
+  it('cannot hang quantize: nested quantifiers and overlapping alternations run in linear time', async () => {
+    // On a backtracking engine each of these takes from seconds to hours on names like these.
+    const names = ['model.layers.10.self_attn.q_proj.weight_and_then_some', `${'a'.repeat(40)}!`, 'a'.repeat(40), 'model.layers.3.mlp.down_proj'];
+    const result = await runIsolated(`
+      const { parsePtqConfig, resolveLayerConfig, unusedPolicies } = await import(${src('ptq-config.ts')});
+      const { matchesTarget } = await import(${src('compressed-tensors.ts')});
+      const names = ${JSON.stringify(names)};
+      const out = {};
+      for (const regex of ${JSON.stringify(evil)}) {
+        const c = parsePtqConfig({ layerPolicies: [[regex, { algoArgs: { alpha: 0.9 } }]] });
+        out[regex] = {
+          alpha: names.map((n) => resolveLayerConfig(c, n).alpha),
+          unused: unusedPolicies(c, names).length === 1,
+          target: names.map((n) => matchesTarget('re:' + regex, n)),
+        };
+      }
+      console.log(JSON.stringify(out));
+    `, 30_000);
+    expect(result).toEqual({
+      '(.*)*X': { alpha: [0.5, 0.5, 0.5, 0.5], unused: true, target: [false, false, false, false] },
+      '(a+)+$': { alpha: [0.5, 0.5, 0.9, 0.5], unused: false, target: [false, false, true, false] },
+      '(a|a)*b': { alpha: [0.5, 0.5, 0.5, 0.5], unused: true, target: [false, false, false, false] },
+      '(.*a){20}': { alpha: [0.5, 0.9, 0.9, 0.5], unused: false, target: [false, true, true, false] },
+      '([a-z.]+)*\\d!': { alpha: [0.5, 0.5, 0.5, 0.5], unused: true, target: [false, false, false, false] },
+    });
+  }, 40_000);
+
+  it('matches the usual patterns as before: Python re.match, anchored at the start only', () => {
+    const c = parsePtqConfig({ layerPolicies: [['.*down_proj.*', { outliersSuppression: 'none' }], ['model\\.layers\\.(0|1)\\..*', { algoArgs: { alpha: 0.7 } }]] });
+    expect(resolveLayerConfig(c, 'model.layers.3.mlp.down_proj').outliersSuppression).toBe('none');
+    expect(resolveLayerConfig(c, 'model.layers.3.mlp.up_proj').outliersSuppression).toBe('smooth');
+    expect(resolveLayerConfig(c, 'model.layers.1.self_attn.q_proj').alpha).toBe(0.7);
+    expect(resolveLayerConfig(c, 'model.layers.10.self_attn.q_proj').alpha).toBe(0.5);
+    expect(resolveLayerConfig(c, 'xmodel.layers.1.self_attn.q_proj').alpha).toBe(0.5);
+    // Python's named groups and inline flags, which JavaScript's RegExp refused.
+    const py = parsePtqConfig({ layerPolicies: [['(?P<block>model\\.layers\\.\\d+)\\.(?i:MLP)', { algoArgs: { alpha: 0.2 } }]] });
+    expect(resolveLayerConfig(py, 'model.layers.7.mlp.gate_proj').alpha).toBe(0.2);
+  });
+
+  it('refuses backreferences, lookaround and overlong patterns, naming the policy', () => {
+    expect(() => parsePtqConfig({ layerPolicies: [['(a)\\1', {}]] }, 'cfg.json'))
+      .toThrow(/^cfg\.json layer policy '\(a\)\\1': invalid regular expression — .*\\1.*backreferences and lookaround are not supported/);
+    expect(() => parsePtqConfig({ layerPolicies: [['.*(?!lm_head)', {}]] }, 'cfg.json')).toThrow(/layer policy '\.\*\(\?!lm_head\)': invalid regular expression/);
+    expect(() => parsePtqConfig({ layerPolicies: [[`x${'y'.repeat(1000)}`, {}]] }, 'cfg.json'))
+      .toThrow(/^cfg\.json layer policy 'xy+…': invalid regular expression — longer than 1000 characters \(1001\)$/);
+    expect(() => matchesTarget('re:(a)\\1', 'a')).toThrow(new ConfigError("quantization_config target 're:(a)\\1': invalid regular expression — invalid escape sequence: `\\1` (RE2 syntax: backreferences and lookaround are not supported)"));
+  });
+});
+
+describe('config keys named like Object.prototype members', () => {
+  const keys = ['toString', 'constructor', '__proto__', 'hasOwnProperty'];
+  // JSON.parse, as a config file is read: an object literal's __proto__ would set the prototype instead.
+  const json = (text: string) => JSON.parse(text) as unknown;
+
+  it.each(keys)("rejects '%s' as an unknown field like any other, at every level", (key) => {
+    expect(() => parsePtqConfig(json(`{"${key}": 1}`), 'cfg.json')).toThrow(new ConfigError(`cfg.json: invalid field — (root): Unrecognized key: "${key}"`));
+    expect(() => parsePtqConfig(json(`{"algoArgs": {"${key}": 1}}`), 'cfg.json')).toThrow(new ConfigError(`cfg.json: invalid field — algoArgs: Unrecognized key: "${key}"`));
+    expect(() => parsePtqConfig(json(`{"layerPolicies": {"x": {"${key}": 1}}}`), 'cfg.json'))
+      .toThrow(new ConfigError(`cfg.json layer policy 'x': invalid field — (root): Unrecognized key: "${key}"`));
+  });
+
+  it.each(keys)("accepts '%s' as a layer-policy regex (a user's name, not a field)", (key) => {
+    const c = parsePtqConfig(json(`{"layerPolicies": {"${key}": {"algoArgs": {"alpha": 0.3}}, "other": {}}}`));
+    expect(c.layerPolicies).toEqual([[key, { algoArgs: { alpha: 0.3 } }], ['other', {}]]);
+    expect(resolveLayerConfig(c, `${key}.proj`).alpha).toBe(0.3);
+    expect(resolveLayerConfig(c, 'model.layers.0.mlp.up_proj').alpha).toBe(0.5);
+  });
+
+  it('names the file for such a key in a --config file', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'qllm-ptq-keys-'));
+    try {
+      for (const key of keys) {
+        const file = path.join(dir, `${key}.json`);
+        await writeFile(file, `{"algo_args": {"alpha": 0.5}, "${key}": {}}`);
+        await expect(readPtqConfigFile(file)).rejects.toThrow(new ConfigError(`${file}: invalid field — (root): Unrecognized key: "${key}"`));
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('keeps a compressed-tensors config group named __proto__', () => {
+    const weights = { num_bits: 8, type: 'int', symmetric: true, strategy: 'channel', dynamic: false };
+    const input = { num_bits: 8, type: 'int', symmetric: true, strategy: 'token', dynamic: true };
+    const raw = json(`{"quant_method": "compressed-tensors", "format": "int-quantized", "config_groups": {"__proto__": ${JSON.stringify({ targets: ['Linear'], weights, input_activations: input })}}}`);
+    const config = parseCompressedTensorsConfig(raw, 'config.json');
+    expect(schemeForLayer(config, 'model.layers.0.mlp.down_proj')).toEqual({ kind: 'dynamic-per-token' });
+    expect(isW8A8Config(raw as Record<string, unknown>)).toBe(true);
+    expect(() => parseCompressedTensorsConfig(json('{"quant_method": "compressed-tensors", "format": "int-quantized", "config_groups": []}'), 'config.json'))
+      .toThrow(/^config\.json quantization_config: invalid field — config_groups: expected an object \{ group name: group \}$/);
   });
 });

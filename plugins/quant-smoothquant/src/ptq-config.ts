@@ -15,6 +15,7 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { ConfigError, parseWithSchema } from '@qllm/core';
+import { compileSafeRegex } from './safe-regex.js';
 
 export type OutliersSuppression = 'smooth' | 'none';
 export type ActQuantGranularity = 'per_tensor' | 'per_token';
@@ -43,7 +44,10 @@ export interface PtqConfig {
   precisionRecovery: 'none';
   algoArgs: { alpha: number };
   opnameBlacklist: string[];
-  /** Ordered; matched with Python re.match semantics (anchored at the start only). */
+  /**
+   * Ordered; matched with Python re.match semantics (anchored at the start only) on a linear-time engine (RE2
+   * syntax: Python's, without backreferences or lookaround; see safe-regex.ts).
+   */
   layerPolicies: Array<[regex: string, policy: LayerPolicy]>;
 }
 
@@ -84,34 +88,38 @@ const policySchema = z.strictObject({
   opnameBlacklist: blacklist.optional(),
 });
 
-const SNAKE_TO_CAMEL: Readonly<Record<string, string>> = {
-  weight_quant_dtype: 'weightQuantDtype',
-  act_quant_dtype: 'actQuantDtype',
-  act_quant_granularity: 'actQuantGranularity',
-  weight_quant_granularity: 'weightQuantGranularity',
-  outliers_suppression: 'outliersSuppression',
-  precision_recovery: 'precisionRecovery',
-  algo_args: 'algoArgs',
-  opname_blacklist: 'opnameBlacklist',
-  layer_policies: 'layerPolicies',
-};
+// A Map, not an object: config keys such as 'toString' or '__proto__' must not find Object.prototype's members.
+const SNAKE_TO_CAMEL: ReadonlyMap<string, string> = new Map([
+  ['weight_quant_dtype', 'weightQuantDtype'],
+  ['act_quant_dtype', 'actQuantDtype'],
+  ['act_quant_granularity', 'actQuantGranularity'],
+  ['weight_quant_granularity', 'weightQuantGranularity'],
+  ['outliers_suppression', 'outliersSuppression'],
+  ['precision_recovery', 'precisionRecovery'],
+  ['algo_args', 'algoArgs'],
+  ['opname_blacklist', 'opnameBlacklist'],
+  ['layer_policies', 'layerPolicies'],
+]);
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** Rename Golden Stick's snake_case keys of one config level; other keys (and non-objects) pass through to zod. */
+/**
+ * Rename Golden Stick's snake_case keys of one config level; other keys (and non-objects) pass through to zod,
+ * which reports unknown ones. Every key, '__proto__' included, stays an own data property (Object.fromEntries).
+ */
 function camelizeKeys(raw: unknown, source: string): unknown {
   if (!isPlainObject(raw)) return raw;
-  const out: Record<string, unknown> = {};
+  const out = new Map<string, unknown>();
   for (const [key, value] of Object.entries(raw)) {
-    const name = SNAKE_TO_CAMEL[key] ?? key;
-    if (name in out) throw new ConfigError(`${source}: invalid field — ${name}: given twice (camelCase and snake_case)`);
-    out[name] = value;
+    const name = SNAKE_TO_CAMEL.get(key) ?? key;
+    if (out.has(name)) throw new ConfigError(`${source}: invalid field — ${name}: given twice (camelCase and snake_case)`);
+    out.set(name, value);
   }
-  return out;
+  return Object.fromEntries(out);
 }
 
-/** Python re.match: the pattern must match at the start of the name, not the whole name. */
-const policyRegExp = (regex: string) => new RegExp(`^(?:${regex})`);
+/** Python re.match (anchored at the start of the name, not the whole name), on a linear-time engine. */
+const policyRegExp = (regex: string) => compileSafeRegex(regex);
 
 /** Golden Stick's cross-field rule (ptq_config.py): PER_TOKEN activations need int8 activations. */
 function checkRules(c: { actQuantGranularity: ActQuantGranularity; actQuantDtype: 'int8' | null }, source: string): void {
@@ -134,7 +142,7 @@ function policyEntries(raw: unknown, source: string): Array<[unknown, unknown]> 
 
 function parsePolicy(regex: unknown, raw: unknown, global: Omit<PtqConfig, 'layerPolicies'>, source: string): [string, LayerPolicy] {
   if (typeof regex !== 'string' || regex === '') throw new ConfigError(`${source}: invalid field — layerPolicies: a regex must be a non-empty string`);
-  const label = `${source} layer policy '${regex}'`;
+  const label = `${source} layer policy '${regex.length > 100 ? `${regex.slice(0, 100)}…` : regex}'`;
   try {
     policyRegExp(regex);
   } catch (e) {
@@ -177,7 +185,7 @@ export function defaultSmoothQuantPreset(): PtqConfig {
  * quantize = false when a blacklist entry of the resolved config is a substring of the name.
  */
 export function resolveLayerConfig(config: PtqConfig, layerName: string): LayerConfig {
-  const matches = config.layerPolicies.filter(([regex]) => policyRegExp(regex).test(layerName));
+  const matches = config.layerPolicies.filter(([regex]) => policyRegExp(regex).matchesStart(layerName));
   if (matches.length > 1) {
     throw new ConfigError(`PTQ config: layer ${layerName} matches more than one layer policy: ${matches.map(([r]) => `'${r}'`).join(' and ')}`);
   }
@@ -198,7 +206,7 @@ export function unusedPolicies(config: PtqConfig, layerNames: string[]): string[
     .map(([regex]) => regex)
     .filter((regex) => {
       const re = policyRegExp(regex);
-      return !layerNames.some((name) => re.test(name));
+      return !layerNames.some((name) => re.matchesStart(name));
     });
 }
 

@@ -1,6 +1,7 @@
 /**
  * SmoothQuant A8W8, offline: calibrate a float checkpoint layer by layer, smooth, quantize to int8, and write a
- * compressed-tensors W8A8 folder (atomically: a temporary folder renamed at the end).
+ * compressed-tensors W8A8 folder (atomically: a temporary folder renamed at the end, under an exclusive lock on the
+ * output, never clobbering a folder that appeared meanwhile; see output-folder.ts).
  * Memory stays about one decoder layer plus the calibration activations.
  */
 import fs from 'node:fs/promises';
@@ -13,8 +14,9 @@ import { loadCalibrationTexts } from './calibration-data.js';
 import { buildQuantizationConfig } from './compressed-tensors.js';
 import { endToEndFidelity, formatFidelityTable, relativeError, type FidelityReport } from './fidelity.js';
 import { LayerSession, type ChannelRange } from './layer-session.js';
+import { acquireOutputLock, cleanStaleFolders, exists, partialFolderName, publishFolder } from './output-folder.js';
 import { OverlaySource } from './overlay-source.js';
-import { defaultSmoothQuantPreset, parsePtqConfig, resolveLayerConfig, unusedPolicies } from './ptq-config.js';
+import { defaultSmoothQuantPreset, parsePtqConfig, resolveLayerConfig, unusedPolicies, type PtqConfig } from './ptq-config.js';
 import { quantizeLayer, type LinearScheme } from './quantize-layer.js';
 import { dynamicPerTokenInt8Linear, staticInt8Linear } from './int8-linear.js';
 
@@ -28,16 +30,27 @@ const LINEAR_METHODS = { static: staticInt8Linear, dynamic: dynamicPerTokenInt8L
 
 export async function quantize(options: QuantizeOptions): Promise<QuantizeResult> {
   const start = performance.now();
-  const log = options.log ?? (() => undefined);
   const ptq = options.config === undefined && options.layerPolicies === undefined ? defaultSmoothQuantPreset()
     : parsePtqConfig({ ...options.config, ...(options.layerPolicies && { layerPolicies: options.layerPolicies }) });
   if (ptq.mode !== 'quantize') throw new ConfigError(`PTQ config mode '${ptq.mode}': quantize() needs mode 'quantize'`);
   if (ptq.backend !== 'cpu') throw new ConfigError(`PTQ config backend '${ptq.backend}' is not supported yet; use 'cpu' (compressed-tensors W8A8)`);
   const output = path.resolve(options.output);
+  const lock = await acquireOutputLock(output);
+  try {
+    return await quantizeLocked(options, ptq, output, start);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** The work, under the output lock. */
+async function quantizeLocked(options: QuantizeOptions, ptq: PtqConfig, output: string, start: number): Promise<QuantizeResult> {
+  const log = options.log ?? (() => undefined);
+  await cleanStaleFolders(output, log);
   if (await exists(output) && !options.overwrite) throw new ConfigError(`${output} already exists (pass overwrite / --overwrite to replace it)`);
 
   const folder = await loadModelFolder(options.model);
-  const tmp = `${output}.partial-${process.pid}-${Date.now().toString(36)}`;
+  const tmp = partialFolderName(output);
   try {
     const { architecture, config } = await resolveArchitecture(folder);
     if (folder.config.quantization_config) throw new ConfigError(`${folder.configFile}: the model is already quantized`);
@@ -160,7 +173,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     await writer.finish();
     await fs.writeFile(path.join(tmp, 'fidelity.json'), `${JSON.stringify(fidelity, null, 2)}\n`);
     await copyOtherFiles(folder.dir, tmp);
-    await replaceFolder(tmp, output);
+    await publishFolder(tmp, output, Boolean(options.overwrite));
     return { output, fidelity, report: fidelity as unknown as Record<string, unknown>, summary: formatFidelityTable(fidelity), warnings };
   } catch (err) {
     await fs.rm(tmp, { recursive: true, force: true });
@@ -202,20 +215,4 @@ async function copyOtherFiles(from: string, to: string): Promise<void> {
     if (!entry.isFile() || entry.name === 'config.json' || entry.name.endsWith('.safetensors') || entry.name === 'model.safetensors.index.json') continue;
     await fs.copyFile(path.join(from, entry.name), path.join(to, entry.name));
   }
-}
-
-/** Rename the finished temporary folder into place (replacing an existing one only after the new one is complete). */
-async function replaceFolder(tmp: string, output: string): Promise<void> {
-  if (await exists(output)) {
-    const old = `${output}.old-${process.pid}-${Date.now().toString(36)}`;
-    await fs.rename(output, old);
-    await fs.rename(tmp, output);
-    await fs.rm(old, { recursive: true, force: true });
-  } else {
-    await fs.rename(tmp, output);
-  }
-}
-
-async function exists(p: string): Promise<boolean> {
-  return fs.stat(p).then(() => true, () => false);
 }
