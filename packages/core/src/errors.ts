@@ -25,3 +25,17 @@ export class ConfigError extends QllmError {
 export class RegistryError extends QllmError {
   override name = 'RegistryError';
 }
+
+/**
+ * A value as JSON for an error message: at most 80 characters, and never a throw of its own (JSON.stringify
+ * overflows the stack on deeply nested input, which a corrupt file can hold).
+ */
+export function showJson(v: unknown): string {
+  let s: string;
+  try {
+    s = JSON.stringify(v) ?? String(v);
+  } catch {
+    s = Array.isArray(v) ? '[...]' : '{...}';
+  }
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}

@@ -35,6 +35,18 @@ describe('readJsonFile', () => {
     await expect(read).rejects.toThrow(new RegExp(`^${file}: the model config is not valid JSON \\(.+\\)$`));
   });
 
+  it('bytes that are not UTF-8, or a byte order mark, are errors (as in transformers), not silently replaced', async () => {
+    const file = path.join(dir, 'config.json');
+    await writeFile(file, Buffer.concat([Buffer.from('{"model_type": "qwen'), Buffer.from([0xff]), Buffer.from('3"}')]));
+    const read = readJsonFile(file, 'model config');
+    await expect(read).rejects.toThrow(ConfigError);
+    await expect(read).rejects.toThrow(`${file}: the model config is not valid UTF-8`);
+    await writeFile(file, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"hidden_size": 64}')]));
+    await expect(readJsonFile(file, 'model config')).rejects.toThrow(`${file}: the model config starts with a byte order mark`);
+    await writeFile(file, '{"name": "Ω 😀"}');
+    expect(await readJsonFile(file, 'model config')).toEqual({ name: 'Ω 😀' });
+  });
+
   it('JSON that is not an object', async () => {
     const file = path.join(dir, 'config.json');
     await writeFile(file, '[1, 2]');
@@ -70,5 +82,7 @@ describe('normalizeHfConfig', () => {
 
   it('rejects a rope_parameters that is not an object, naming the file', () => {
     expect(() => normalizeHfConfig({ rope_parameters: 5 }, '/m/config.json')).toThrow("/m/config.json: 'rope_parameters' must be an object");
+    const deep = JSON.parse(`${'['.repeat(100_000)}${']'.repeat(100_000)}`);
+    expect(() => normalizeHfConfig({ rope_parameters: deep }, '/m/config.json')).toThrow(ConfigError);
   });
 });

@@ -1,19 +1,28 @@
 import { readFile, stat } from 'node:fs/promises';
-import { ConfigError } from '../errors.js';
+import { ConfigError, showJson } from '../errors.js';
 
 /**
  * Reads a JSON file that must hold an object. `what` describes it in errors ("model config", ...).
  * Missing file → ConfigError "PATH: file not found"; bad JSON → ConfigError naming the path and the parse error.
  */
 export async function readJsonFile(path: string, what: string): Promise<Record<string, unknown>> {
-  let text: string;
+  let bytes: Uint8Array;
   try {
-    text = await readFile(path, 'utf8');
+    bytes = await readFile(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new ConfigError(`${path}: file not found`, { cause: e });
     throw new ConfigError(`${path}: cannot read the ${what} (${(e as Error).message})`, { cause: e });
   }
+  // As Python's json and Rust's serde_json (transformers, tokenizers): invalid UTF-8 and a byte order mark are
+  // errors, not silently replaced or skipped.
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch (e) {
+    throw new ConfigError(`${path}: the ${what} is not valid UTF-8`, { cause: e });
+  }
+  if (text.startsWith('\uFEFF')) throw new ConfigError(`${path}: the ${what} starts with a byte order mark, which JSON does not allow`);
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -39,7 +48,7 @@ export function normalizeHfConfig(raw: Record<string, unknown>, file: string): R
   const rope = config.rope_parameters;
   if (rope === undefined || rope === null) return config;
   if (!isPlainObject(rope)) {
-    throw new ConfigError(`${file}: 'rope_parameters' must be an object, got ${JSON.stringify(rope)}`);
+    throw new ConfigError(`${file}: 'rope_parameters' must be an object, got ${showJson(rope)}`);
   }
   if (config.rope_theta === undefined && rope.rope_theta !== undefined) config.rope_theta = rope.rope_theta;
   const scaled = rope.rope_type !== undefined && rope.rope_type !== 'default';

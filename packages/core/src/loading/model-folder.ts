@@ -33,7 +33,9 @@ export async function loadModelFolder(dir: string): Promise<ModelFolder> {
   const configFile = path.join(dir, 'config.json');
   const config = normalizeHfConfig(await readJsonFile(configFile, 'model config'), configFile);
   const generation = await readGenerationConfig(dir, config);
-  const tokenizer = await QllmTokenizer.fromFolder(dir);
+  // Ids between the tokenizer's size and vocab_size (Qwen3 pads 151669 to 151936) decode to no text.
+  const vocabSize = Number.isSafeInteger(config.vocab_size) ? (config.vocab_size as number) : undefined;
+  const tokenizer = await QllmTokenizer.fromFolder(dir, { modelVocabSize: vocabSize });
   // Opened last: nothing else can fail after its file handles are open.
   const checkpoint = await Checkpoint.open(dir);
   return { dir, config, configFile, generation, tokenizer, checkpoint };

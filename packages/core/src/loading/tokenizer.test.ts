@@ -66,6 +66,19 @@ describe('QllmTokenizer (real Qwen3 tokenizer files)', () => {
     expect(() => tok.decode([1, 999_999])).toThrow(/token id 999999 is not in the vocabulary/);
   });
 
+  it("decodes the model's padding ids (tokenizer size ≤ id < config vocab_size) to no text", async () => {
+    const padded = (await QllmTokenizer.fromFolder(await qwen3Folder('padded'), { modelVocabSize: 151_936 }))!;
+    expect(padded.modelVocabSize).toBe(151_936);
+    expect(padded.decode([151_835])).toBe('');
+    expect(padded.decode([9707, 151_669, 151_835, 151_935, 9707])).toBe('HelloHello');
+    expect(padded.decode([151_645, 151_900], { skipSpecialTokens: true })).toBe('');
+    expect(() => padded.decode([151_936])).toThrow(/token id 151936 is not in the vocabulary \(the tokenizer has 151669 ids, the model 151936\)/);
+    expect(() => padded.decode([-1])).toThrow(/token id -1 is not in the vocabulary/);
+    // Without the model's vocab_size, there are no padding ids.
+    expect(tok.modelVocabSize).toBe(151_669);
+    expect(() => tok.decode([151_835])).toThrow(/token id 151835 is not in the vocabulary/);
+  });
+
   it('maps tokens and ids and reports the vocabulary size', () => {
     expect(tok.vocabSize).toBe(151_669);
     expect(tok.tokenToId('<think>')).toBe(151667);

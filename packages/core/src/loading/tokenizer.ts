@@ -31,6 +31,11 @@ const TEMPLATE_TOKENS = ['bos_token', 'eos_token', 'pad_token', 'unk_token'] as 
 export class QllmTokenizer {
   /** Number of token strings, added tokens included (transformers' `len(tokenizer)`). */
   readonly vocabSize: number;
+  /**
+   * The model's vocab_size (config.json), when known and larger than the tokenizer's: Qwen3 pads its 151669 ids to
+   * 151936 embedding rows. `decode` gives those padding ids no text (as vLLM does) instead of failing.
+   */
+  readonly modelVocabSize: number;
   private template: Template | undefined;
 
   private constructor(
@@ -42,12 +47,17 @@ export class QllmTokenizer {
     /** The Jinja chat template text, if the folder has one. */
     readonly chatTemplate: string | undefined,
     private readonly templateFile: string,
+    modelVocabSize: number | undefined,
   ) {
     this.vocabSize = tokenizer.get_vocab(true).size;
+    this.modelVocabSize = Math.max(this.vocabSize, modelVocabSize ?? 0);
   }
 
-  /** Undefined when the folder has no tokenizer.json. */
-  static async fromFolder(dir: string): Promise<QllmTokenizer | undefined> {
+  /**
+   * Undefined when the folder has no tokenizer.json. `modelVocabSize` is config.json's vocab_size: ids below it that
+   * the tokenizer lacks (padding rows) decode to no text.
+   */
+  static async fromFolder(dir: string, opts: { modelVocabSize?: number } = {}): Promise<QllmTokenizer | undefined> {
     const tokenizerFile = path.join(dir, 'tokenizer.json');
     if (!(await pathExists(tokenizerFile))) return undefined;
     const json = await readJsonFile(tokenizerFile, 'tokenizer');
@@ -59,10 +69,10 @@ export class QllmTokenizer {
       // transformers ≥4.45 defaults clean_up_tokenization_spaces to false; the library defaults to true.
       tokenizer = new Tokenizer(json, { clean_up_tokenization_spaces: false, ...config });
     } catch (e) {
-      throw new ConfigError(`${tokenizerFile}: cannot build the tokenizer (${(e as Error).message})`, { cause: e });
+      throw new ConfigError(`${blame(json, tokenizerFile, configFile)}: cannot build the tokenizer (${(e as Error).message})`, { cause: e });
     }
     const added = Array.isArray(json.added_tokens) ? (json.added_tokens as { id?: unknown; special?: unknown }[]) : [];
-    const specialIds = new Set(added.filter((t) => t.special === true).map((t) => Number(t.id)));
+    const specialIds = new Set(added.filter((t) => isPlainObject(t) && t.special === true).map((t) => Number(t.id)));
     const templateTokens: Record<string, string> = {};
     for (const key of TEMPLATE_TOKENS) {
       const token = config[key];
@@ -74,20 +84,40 @@ export class QllmTokenizer {
     const jinjaFile = path.join(dir, 'chat_template.jinja');
     if (await pathExists(jinjaFile)) {
       const text = await readFile(jinjaFile, 'utf8');
-      return new QllmTokenizer(dir, tokenizer, specialIds, templateTokens, text, jinjaFile);
+      return new QllmTokenizer(dir, tokenizer, specialIds, templateTokens, text, jinjaFile, opts.modelVocabSize);
     }
     const template = configTemplate(config.chat_template, configFile);
-    return new QllmTokenizer(dir, tokenizer, specialIds, templateTokens, template, configFile);
+    return new QllmTokenizer(dir, tokenizer, specialIds, templateTokens, template, configFile, opts.modelVocabSize);
   }
 
   encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
-    return this.tokenizer.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids;
+    const ids = this.tokenizer.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids;
+    // The library gives a token missing from the vocabulary (with no unk_token) the id undefined.
+    if (!ids.every((id) => Number.isSafeInteger(id))) {
+      throw new ConfigError(
+        `${path.join(this.dir, 'tokenizer.json')}: encoding gave tokens that are not in the vocabulary (and no unk_token ` +
+          `stands for them): the file is inconsistent or corrupt`,
+      );
+    }
+    return ids;
   }
 
+  /**
+   * Ids in [vocabSize, modelVocabSize), which the model has but the tokenizer lacks (padding rows), decode to no
+   * text, as in vLLM; any other unknown id is a RangeError.
+   */
   decode(ids: readonly number[], opts: { skipSpecialTokens?: boolean } = {}): string {
-    const kept = opts.skipSpecialTokens ? ids.filter((id) => !this.specialIds.has(id)) : [...ids];
-    const unknown = kept.find((id) => this.tokenizer.id_to_token(id) === undefined);
-    if (unknown !== undefined) throw new RangeError(`${this.dir}: token id ${unknown} is not in the vocabulary`);
+    const kept: number[] = [];
+    for (const id of ids) {
+      if (opts.skipSpecialTokens && this.specialIds.has(id)) continue;
+      if (this.tokenizer.id_to_token(id) === undefined) {
+        if (Number.isInteger(id) && id >= this.vocabSize && id < this.modelVocabSize) continue;
+        throw new RangeError(
+          `${this.dir}: token id ${id} is not in the vocabulary (the tokenizer has ${this.vocabSize} ids, the model ${this.modelVocabSize})`,
+        );
+      }
+      kept.push(id);
+    }
     return kept.length === 0 ? '' : this.tokenizer.decode(kept);
   }
 
@@ -121,6 +151,16 @@ export class QllmTokenizer {
       throw new ConfigError(`${this.templateFile}: chat template failed (${(e as Error).message})`, { cause: e });
     }
   }
+}
+
+/** The file a failed tokenizer build is down to: tokenizer.json, unless it builds on its own (then its config). */
+function blame(json: Record<string, unknown>, tokenizerFile: string, configFile: string): string {
+  try {
+    new Tokenizer(json, { clean_up_tokenization_spaces: false });
+  } catch {
+    return tokenizerFile;
+  }
+  return `${configFile} (settings for ${tokenizerFile})`;
 }
 
 /** tokenizer_config.json's chat_template: a string, or a list of named templates (use 'default'). */

@@ -31,3 +31,11 @@ export interface HeaderEntry {
   shape: number[];
   data_offsets: [number, number];
 }
+
+/**
+ * False for a string with a lone UTF-16 surrogate: it has no UTF-8 form, so JSON.stringify writes it as a `\ud800`
+ * escape, which the reference reader (serde) rejects in a header.
+ */
+export function isUnicode(s: string): boolean {
+  return !/\p{Cs}/u.test(s);
+}

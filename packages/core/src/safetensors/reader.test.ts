@@ -140,6 +140,141 @@ describe('SafetensorsFile errors', () => {
   });
 });
 
+/** A file with a hand-written header and explicit data bytes (`headerLength` overrides the true length). */
+async function bytesFile(name: string, header: string, data: Uint8Array | number, headerLength?: bigint): Promise<string> {
+  const json = Buffer.from(header, 'utf8');
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(headerLength ?? BigInt(json.length));
+  const file = path.join(dir, name);
+  await writeFile(file, Buffer.concat([prefix, json, typeof data === 'number' ? Buffer.alloc(data) : data]));
+  return file;
+}
+
+/** Opens and closes `file`, which must be accepted. */
+async function expectAccepted(file: string): Promise<void> {
+  const st = await SafetensorsFile.open(file);
+  await st.close();
+}
+
+describe('SafetensorsFile: the exact safetensors layout (as the Rust reference implementation)', () => {
+  const u8 = (name: string, begin: number, end: number) => `"${name}":{"dtype":"U8","shape":[${end - begin}],"data_offsets":[${begin},${end}]}`;
+
+  it('header length off by one (data shifted by a byte)', async () => {
+    const good = path.join(dir, 'good.safetensors');
+    await writeSafetensors(good, [
+      { name: 'a', dtype: 'U8', shape: [4], data: new Uint8Array([0x20, 1, 2, 3]) },
+      { name: 'b', dtype: 'F32', shape: [2], data: new Float32Array([1, 2]) },
+    ]);
+    await expectAccepted(good);
+    const bytes = await readFile(good);
+    const n = bytes.readBigUInt64LE(0);
+    for (const delta of [-1n, 1n]) {
+      const file = path.join(dir, `shift${delta}.safetensors`);
+      const copy = Buffer.from(bytes);
+      copy.writeBigUInt64LE(n + delta);
+      await writeFile(file, copy);
+      const e = await expectCheckpointError(SafetensorsFile.open(file), file);
+      expect(e.file).toBe(file);
+    }
+  });
+
+  it('a gap in the data buffer between two tensors', async () => {
+    const file = await bytesFile('gap.safetensors', `{${u8('a', 0, 4)},${u8('b', 8, 12)}}`, 12);
+    const e = await expectCheckpointError(SafetensorsFile.open(file), file, "'a'", "'b'", /bytes \[4, 8\) of the data belong to no tensor/);
+    expect(e.tensor).toBe('b');
+  });
+
+  it('a gap before the first tensor', async () => {
+    const file = await bytesFile('gap0.safetensors', `{${u8('a', 4, 8)}}`, 8);
+    await expectCheckpointError(SafetensorsFile.open(file), file, "tensor 'a'", /bytes \[0, 4\) of the data belong to no tensor/);
+  });
+
+  it('trailing bytes after the last tensor', async () => {
+    const file = path.join(dir, 'trailing.safetensors');
+    await writeSafetensors(file, twoTensors);
+    await writeFile(file, Buffer.concat([await readFile(file), Buffer.from([0, 0, 0])]));
+    const e = await expectCheckpointError(
+      SafetensorsFile.open(file),
+      file,
+      /3 bytes after the end of tensor 'model\.embed_tokens\.weight' belong to no tensor/,
+    );
+    expect(e.tensor).toBe('model.embed_tokens.weight');
+  });
+
+  it('offsets counted from the start of the file instead of the data buffer', async () => {
+    const header = (base: number) => `{${u8('a', base, base + 4)},${u8('b', base + 4, base + 8)}}`;
+    const n = Buffer.byteLength(header(100));
+    const file = await bytesFile('absolute.safetensors', header(8 + n), 8);
+    await expectCheckpointError(SafetensorsFile.open(file), file, /tensor '[ab]'/, /counted from the start of the file/);
+  });
+
+  it('a duplicate key inside one tensor entry', async () => {
+    const file = await bytesFile('dupkey.safetensors', '{"w":{"dtype":"U8","dtype":"U8","shape":[1],"data_offsets":[0,1]}}', 1);
+    await expectCheckpointError(SafetensorsFile.open(file), file, "tensor 'w'", /'dtype' appears twice/);
+    const meta = await bytesFile('dupmeta.safetensors', '{"__metadata__":{"k":"a","k":"b"}}', 0);
+    await expectCheckpointError(SafetensorsFile.open(meta), meta, /__metadata__.*'k' appears twice/);
+  });
+
+  it('a byte order mark or whitespace before the header', async () => {
+    const bom = await bytesFile('bom.safetensors', `\uFEFF{${u8('a', 0, 1)}}`, 1);
+    await expectCheckpointError(SafetensorsFile.open(bom), bom, /does not start with '\{'.*byte order mark/);
+    const space = await bytesFile('space.safetensors', ` {${u8('a', 0, 1)}}`, 1);
+    await expectCheckpointError(SafetensorsFile.open(space), space, /does not start with '\{'/);
+  });
+
+  it('an empty header followed by data bytes', async () => {
+    const file = await bytesFile('empty.safetensors', '{}', 8);
+    await expectCheckpointError(SafetensorsFile.open(file), file, /lists no tensors, but 8 bytes of data follow it/);
+    await expectAccepted(await bytesFile('empty-ok.safetensors', '{"__metadata__":{"format":"pt"}}  ', 0));
+  });
+
+  it('unknown or missing fields in a tensor entry', async () => {
+    const extra = await bytesFile('extra.safetensors', '{"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"offsets":[0,1]}}', 1);
+    await expectCheckpointError(SafetensorsFile.open(extra), extra, "tensor 'w'", /unknown field 'offsets'/);
+    const missing = await bytesFile('missing.safetensors', '{"w":{"dtype":"U8","data_offsets":[0,1]}}', 1);
+    await expectCheckpointError(SafetensorsFile.open(missing), missing, "tensor 'w'", /lacks 'shape'/);
+  });
+
+  it('numbers that JSON.parse reads as integers but are not integer literals (1.0, 1e0, -0)', async () => {
+    for (const [i, offsets] of ['[0,1.0]', '[0,1e0]', '[-0,1]'].entries()) {
+      const file = await bytesFile(`num${i}.safetensors`, `{"w":{"dtype":"U8","shape":[1],"data_offsets":${offsets}}}`, 1);
+      await expectCheckpointError(SafetensorsFile.open(file), file, "tensor 'w'", /is not a non-negative integer/);
+    }
+    const shape = await bytesFile('shape-float.safetensors', '{"w":{"dtype":"U8","shape":[2.0],"data_offsets":[0,2]}}', 2);
+    await expectCheckpointError(SafetensorsFile.open(shape), shape, "tensor 'w'", /2\.0 is not a non-negative integer/);
+  });
+
+  it('a shape whose element count overflows before a zero dimension (the Rust reader checks every product)', async () => {
+    const file = await bytesFile('overflow.safetensors', '{"w":{"dtype":"U8","shape":[1125899906842624,1125899906842624,0],"data_offsets":[0,0]}}', 0);
+    await expectCheckpointError(SafetensorsFile.open(file), file, "tensor 'w'", /overflows/);
+  });
+
+  it('a deeply nested shape is a CheckpointError, not a stack overflow', async () => {
+    const deep = `${'['.repeat(200_000)}${']'.repeat(200_000)}`;
+    const file = await bytesFile('deep.safetensors', `{"w":{"dtype":"U8","shape":${deep},"data_offsets":[0,1]}}`, 1);
+    await expectCheckpointError(SafetensorsFile.open(file), file, "tensor 'w'", /shape/);
+  });
+
+  it('a tensor name with a lone surrogate escape (not Unicode; the Rust reader rejects it)', async () => {
+    const file = await bytesFile('surrogate.safetensors', `{${u8('a\\ud800', 0, 1)}}`, 1);
+    await expectCheckpointError(SafetensorsFile.open(file), file, /not valid Unicode/);
+  });
+
+  it('accepts what the format allows: trailing whitespace, any entry order, empty and 0-rank tensors', async () => {
+    const header = `{"z":{"dtype":"U8","shape":[0],"data_offsets":[4,4]},${u8('b', 4, 6)},${u8('a', 0, 4)},` +
+      `"s":{"dtype":"U8","shape":[],"data_offsets":[6,7]},"e":{"dtype":"F32","shape":[3,0],"data_offsets":[7,7]}} \n\t `;
+    const file = await bytesFile('ok.safetensors', header, new Uint8Array([1, 2, 3, 4, 5, 6, 7]));
+    const st = await SafetensorsFile.open(file);
+    try {
+      expect(st.tensors().map((t) => t.name)).toEqual(['z', 'b', 'a', 's', 'e']);
+      expect(Array.from((await st.read('b')).data as Uint8Array)).toEqual([5, 6]);
+      expect(Array.from((await st.read('s')).data as Uint8Array)).toEqual([7]);
+    } finally {
+      await st.close();
+    }
+  });
+});
+
 describe('Checkpoint', () => {
   it('opens a single file path, a folder with model.safetensors, and reports a missing tensor', async () => {
     const file = path.join(dir, 'model.safetensors');
@@ -207,11 +342,10 @@ function repoRoot(): string {
   return d;
 }
 
-const vectors = path.resolve(repoRoot(), '../shared/vectors');
-const hasVectors = existsSync(vectors);
-if (!hasVectors) console.warn(`skipping golden checkpoint tests: ${vectors} is absent`);
+// The golden checkpoints ship inside @qllm/testing (a fixture path: core cannot depend on that package).
+const vectors = path.resolve(repoRoot(), 'packages/testing/vectors');
 
-describe.skipIf(!hasVectors)('golden Qwen3 checkpoints (../shared/vectors)', () => {
+describe('golden Qwen3 checkpoints (packages/testing/vectors)', () => {
   for (const name of ['golden-a', 'golden-b']) {
     it(`${name}: every tensor reads as BF16 with shapes from config.json`, async () => {
       const folder = path.join(vectors, 'qwen3-golden', name);

@@ -120,6 +120,17 @@ describe('writeSafetensors', () => {
     expect(await readFile(file)).toEqual(before);
   });
 
+  it('rejects a tensor name or metadata with a lone surrogate (the reader would reject the file)', async () => {
+    const w = (name: string): TensorEntry => ({ name, dtype: 'U8', shape: [1], data: new Uint8Array([1]) });
+    const file = path.join(dir, 's.safetensors');
+    await expect(writeSafetensors(file, [w('a\ud800')])).rejects.toThrow(/tensor name 'a.' has a lone UTF-16 surrogate/);
+    await expect(writeSafetensors(file, [w('a')], { k: '\udc00' })).rejects.toThrow(/metadata entry 'k' is not a string of valid Unicode/);
+    await writeSafetensors(file, [w('emoji 😀')], { k: '漢字' });
+    const st = await SafetensorsFile.open(file);
+    expect(st.tensors().map((t) => t.name)).toEqual(['emoji 😀']);
+    await st.close();
+  });
+
   it('rejects duplicate tensor names', async () => {
     const entry: TensorEntry = { name: 'dup', dtype: 'U8', shape: [1], data: new Uint8Array(1) };
     await expect(writeSafetensors(path.join(dir, 'd.safetensors'), [entry, entry])).rejects.toThrow(/tensor name 'dup'/);

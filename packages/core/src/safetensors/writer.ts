@@ -3,7 +3,7 @@ import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { CheckpointError } from '../errors.js';
 import { DTYPE_BYTES, DTYPES, numel, type DType, type TypedArray } from '../tensor/dtype.js';
-import { ARRAY_TYPES, IO_CHUNK_BYTES, type HeaderEntry } from './format.js';
+import { ARRAY_TYPES, IO_CHUNK_BYTES, isUnicode, type HeaderEntry } from './format.js';
 
 /** One tensor to write. `data` may be a function, called when the tensor is written, so only one is in memory at a time. */
 export interface TensorEntry {
@@ -116,12 +116,20 @@ export class ShardedSafetensorsWriter {
 /** The 8-byte length, the JSON header and its space padding, validating names, dtypes and shapes. */
 function buildHeader(file: string, entries: TensorEntry[], metadata: Record<string, string> | undefined): Buffer {
   const header: Record<string, HeaderEntry | Record<string, string>> = {};
-  if (metadata) header.__metadata__ = metadata;
+  if (metadata) {
+    const bad = Object.entries(metadata).find(([k, v]) => typeof v !== 'string' || !isUnicode(k) || !isUnicode(v));
+    if (bad) throw new CheckpointError(`${file}: metadata entry '${bad[0]}' is not a string of valid Unicode`, file);
+    header.__metadata__ = metadata;
+  }
   const names = new Set<string>();
   let offset = 0;
   for (const entry of entries) {
     if (entry.name === '__metadata__' || names.has(entry.name)) {
       throw new CheckpointError(`${file}: tensor name '${entry.name}' is duplicated or reserved`, file, entry.name);
+    }
+    if (!isUnicode(entry.name)) {
+      // JSON.stringify would write it as a `\ud800` escape, which safetensors readers reject.
+      throw new CheckpointError(`${file}: tensor name '${entry.name}' has a lone UTF-16 surrogate (not valid Unicode)`, file, entry.name);
     }
     names.add(entry.name);
     const end = offset + byteLength(file, entry);

@@ -58,6 +58,21 @@ export class CandidateBuffers {
 }
 
 /**
+ * The error when every logit is -Infinity or NaN, with the likely cause: NaN comes from the model's forward pass
+ * (the sampler does not know which model; callers may add it), -Infinity alone from masking.
+ */
+export function noTokenError(logits: Float32Array): QllmError {
+  let nan = 0;
+  for (let i = 0; i < logits.length; i++) if (Number.isNaN(logits[i]!)) nan++;
+  const cause =
+    nan > 0
+      ? `${nan} are NaN, which the forward pass produced: most likely a corrupt checkpoint (NaN or Inf in a weight) or ` +
+        `an overflow in the weights (values too large for the compute dtype)`
+      : 'every token was masked to -Infinity';
+  return new QllmError(`sampler: all ${logits.length} logits are -Infinity or NaN, so there is no token to sample; ${cause}`);
+}
+
+/**
  * The one home of temperature → top-k → top-p → min-p (vLLM's order), exact, without sorting the vocabulary.
  * Tokens rank by logit descending, then id ascending.
  * - top-k keeps every token whose logit is ≥ the k-th largest (boundary ties are kept, as vLLM and HF); the k-th
@@ -81,7 +96,7 @@ export function filterCandidates(logits: Float32Array, config: SamplerConfig, bu
   } else {
     for (let i = 0; i < n; i++) if (logits[i]! > max) max = logits[i]!;
   }
-  if (!(max > -Infinity)) throw new QllmError(`sampler: all ${n} logits are -Infinity or NaN, so there is no token to sample`);
+  if (!(max > -Infinity)) throw noTokenError(logits);
   if (max === Infinity) floor = Infinity; // the +Infinity tokens take all the mass
   const room = k > 0 ? Math.min(n, 2 * k + 16) : n;
   let count: number;

@@ -1,5 +1,5 @@
 import { QllmError } from '../errors.js';
-import { CandidateBuffers, filterCandidates, type SamplerConfig } from './candidates.js';
+import { CandidateBuffers, filterCandidates, noTokenError, type SamplerConfig } from './candidates.js';
 import type { Rng } from './rng.js';
 
 /** Picks one token id from a sequence's (processed) logits. Does not change `logits`. */
@@ -42,7 +42,7 @@ export function argmax(logits: Float32Array): number {
       best = i;
     }
   }
-  if (best < 0) throw new QllmError(`sampler: all ${logits.length} logits are -Infinity or NaN, so there is no token to sample`);
+  if (best < 0) throw noTokenError(logits);
   return best;
 }
 
