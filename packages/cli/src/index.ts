@@ -2,16 +2,20 @@ import { Command } from 'commander';
 import { generateCommand } from './generate.js';
 import { quantizeCommand } from './quantize.js';
 
+/** The subcommands, in help order: each a factory returning a fresh commander Command. Add new ones here. */
+const commands: ReadonlyArray<() => Command> = [generateCommand, quantizeCommand];
+
 /** The `qllm` program. */
 export function createProgram(): Command {
-  return new Command('qllm')
-    .description('quantize LLMs after training and serve them')
-    .showHelpAfterError()
-    .addCommand(generateCommand())
-    .addCommand(quantizeCommand());
+  const program = new Command('qllm').description('quantize LLMs after training and serve them').showHelpAfterError();
+  for (const command of commands) program.addCommand(command());
+  return program;
 }
 
-/** Run the CLI; errors print one line to stderr and set a non-zero exit code. */
+/**
+ * Run the CLI; errors print one line to stderr and set a non-zero exit code. `argv` is node's shape:
+ * `[node, script, ...arguments]`.
+ */
 export async function main(argv: string[] = process.argv): Promise<void> {
   try {
     await createProgram().parseAsync(argv);

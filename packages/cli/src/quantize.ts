@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
-import { quantize } from 'qllm';
-import { collect, num, positiveInt } from './options.js';
+import { MAX_BACKEND_THREADS, quantize } from 'qllm';
+import { collect, int, num, positiveInt } from './options.js';
 
 export function quantizeCommand(): Command {
   return new Command('quantize')
@@ -17,7 +17,7 @@ export function quantizeCommand(): Command {
     .option('--alpha <a>', 'SmoothQuant migration strength α in [0, 1]', num('alpha', (a) => a >= 0 && a <= 1, 'a number in [0, 1]'))
     .addOption(new Option('--outliers-suppression <kind>', 'smooth or none').choices(['smooth', 'none']))
     .addOption(new Option('--act-granularity <g>', 'activation quantization of the global config').choices(['per_tensor', 'per_token']))
-    .option('--threads <n>', 'backend threads', positiveInt('threads'))
+    .option('--threads <n>', `backend threads, 1 to ${MAX_BACKEND_THREADS} (default: all cores)`, int('threads', 1, MAX_BACKEND_THREADS))
     .option('--overwrite', 'replace an existing output folder')
     .action(async (opts) => {
       if (!opts.calibration?.length && !opts.ceval) throw new Error('give calibration data: --calibration FILE and/or --ceval DIR');

@@ -54,6 +54,34 @@ describe('readGenerationConfig', () => {
     await expect(readGenerationConfig(dir, modelConfig)).rejects.toThrow(`${file}: 'temperature' must be a number`);
   });
 
+  // These used to pass the type check here and fail later as 'SamplingParams.temperature ...' (or be read as is).
+  it.each([
+    [{ temperature: -1 }, "'temperature' must be a number in [0, 2], got -1"],
+    [{ temperature: 5 }, "'temperature' must be a number in [0, 2], got 5"],
+    [{ top_k: 'x' }, `'top_k' must be 0 or -1 (off) or an integer in [1, 2147483647], got "x"`],
+    [{ top_k: 1e12 }, "'top_k' must be 0 or -1 (off) or an integer in [1, 2147483647], got 1000000000000"],
+    [{ top_k: 2.5 }, "'top_k' must be 0 or -1 (off) or an integer in [1, 2147483647], got 2.5"],
+    [{ top_p: 0 }, "'top_p' must be a number in (0, 1], got 0"],
+    [{ top_p: 1.5 }, "'top_p' must be a number in (0, 1], got 1.5"],
+    [{ min_p: 2 }, "'min_p' must be a number in [0, 1], got 2"],
+    [{ repetition_penalty: 0 }, "'repetition_penalty' must be a finite number > 0, got 0"],
+    [{ max_new_tokens: 0 }, "'max_new_tokens' must be an integer in [1, 2147483647], got 0"],
+    [{ max_new_tokens: '16' }, `'max_new_tokens' must be an integer in [1, 2147483647], got "16"`],
+  ])('rejects out-of-range sampling field %j, naming the file and the snake_case key', async (gen, message) => {
+    const file = path.join(dir, 'generation_config.json');
+    await writeGen(gen);
+    const read = readGenerationConfig(dir, modelConfig);
+    await expect(read).rejects.toThrow(ConfigError);
+    await expect(read).rejects.toThrow(`${file}: ${message}`);
+  });
+
+  it('accepts what SamplingParams accepts: top_k -1 or 0 (off), temperature 0 (greedy) and 2', async () => {
+    await writeGen({ top_k: -1, temperature: 0 });
+    expect(await readGenerationConfig(dir, modelConfig)).toMatchObject({ topK: -1, temperature: 0 });
+    await writeGen({ top_k: 0, temperature: 2, top_p: 1, min_p: 1 });
+    expect(await readGenerationConfig(dir, modelConfig)).toMatchObject({ topK: 0, temperature: 2, topP: 1, minP: 1 });
+  });
+
   it('names generation_config.json when it is not valid JSON', async () => {
     const file = path.join(dir, 'generation_config.json');
     await writeFile(file, '{');
