@@ -9,6 +9,7 @@ export type { Int8MatMulSpec, StaticInt8Activation } from './graph/int8-matmul.j
 export * from './graph/io.js';
 export type * from './model/v1/model-architecture-v1.js';
 export type * from './model/v1/graph-context-v1.js';
+export type { KvDtype } from './graph/attention.js';
 export type * from './quantizer/v1/quantization-method-v1.js';
 export type * from './backend/v1/backend-v1.js';
 export { INT8_GEMM_FORMS } from './backend/v1/backend-v1.js';
@@ -24,3 +25,4 @@ export * from './quantizer/quantize.js';
 export * from './llm/sampling-params.js';
 export * from './llm/outputs.js';
 export * from './sampling/index.js';
+export * from './engine/index.js';

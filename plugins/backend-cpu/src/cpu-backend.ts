@@ -3,7 +3,7 @@ import os from 'node:os';
 import * as ort from 'onnxruntime-node';
 import {
   ConfigError, INT8_GEMM_FORMS,
-  type BackendSessionOptions, type BackendSessionV1, type BackendV1, type BackendValue, type BuiltModel, type DType, type HostTensor,
+  type BackendBufferV1, type BackendRunOptions, type BackendSessionOptions, type BackendSessionV1, type BackendV1, type BackendValue, type BuiltModel, type DType, type HostTensor,
   type Int8GemmChoice, type Int8GemmForm,
 } from '@qllm/core';
 import { probeInt8Forms, type Int8ProbeResult } from './int8-probe.js';
@@ -60,10 +60,20 @@ class CpuSession implements BackendSessionV1 {
     return this.session.outputNames;
   }
 
-  async run(feeds: Record<string, HostTensor | BackendValue>): Promise<Record<string, BackendValue>> {
+  async run(feeds: Record<string, HostTensor | BackendValue>, options: BackendRunOptions = {}): Promise<Record<string, BackendValue>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [name, v] of Object.entries(feeds)) ortFeeds[name] = isHost(v) ? toOrt(v) : (v as ort.Tensor);
-    return (await this.session.run(ortFeeds)) as Record<string, BackendValue>;
+    if (!options.bind) return (await this.session.run(ortFeeds)) as Record<string, BackendValue>;
+    // Preallocated outputs: onnxruntime writes into the bound tensors' memory; the rest come back as usual.
+    const fetches: Record<string, ort.Tensor | null> = {};
+    for (const name of this.session.outputNames) fetches[name] = (options.bind[name] as ort.Tensor | undefined) ?? null;
+    const out = (await this.session.run(ortFeeds, fetches as ort.InferenceSession.FetchesType)) as Record<string, BackendValue>;
+    for (const name of Object.keys(options.bind)) delete out[name];
+    return out;
+  }
+
+  allocate(dtype: 'F32' | 'F16', shape: readonly number[]): BackendBufferV1 {
+    return new CpuBuffer(dtype, shape);
   }
 
   toHost(value: BackendValue): HostTensor {
@@ -100,6 +110,49 @@ function forcedForm(settings: CpuBackendSettings): { form: Int8GemmForm; by: str
     throw new ConfigError(`QLLM_INT8_FORM='${env}' is not an int8 GEMM form (one of ${INT8_GEMM_FORMS.join(', ')})`);
   }
   return { form: env as Int8GemmForm, by: 'QLLM_INT8_FORM' };
+}
+
+/** A persistent buffer in host memory; views are onnxruntime tensors over its rows, cached so each is one object. */
+class CpuBuffer implements BackendBufferV1 {
+  readonly byteLength: number;
+  private readonly data: Float32Array | Uint16Array;
+  private readonly rowSize: number;
+  private readonly views = new Map<string, ort.Tensor>();
+
+  constructor(readonly dtype: 'F32' | 'F16', readonly shape: readonly number[]) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const bytes = n * (dtype === 'F32' ? 4 : 2);
+    try {
+      this.data = dtype === 'F32' ? new Float32Array(n) : new Uint16Array(n);
+    } catch (e) {
+      throw new ConfigError(`cpu backend: cannot allocate ${(bytes / 2 ** 30).toFixed(2)} GiB for a [${shape.join(', ')}] ${dtype} buffer: ${(e as Error).message}`);
+    }
+    this.byteLength = bytes;
+    this.rowSize = n / shape[0]!;
+  }
+
+  rows(first: number, count: number): BackendValue {
+    const key = `${first}:${count}`;
+    let view = this.views.get(key);
+    if (!view) {
+      if (first < 0 || count < 1 || first + count > this.shape[0]!) throw new RangeError(`rows [${first}, ${first + count}) of a buffer of ${this.shape[0]}`);
+      const data = this.data.subarray(first * this.rowSize, (first + count) * this.rowSize);
+      view = new ort.Tensor(this.dtype === 'F32' ? 'float32' : 'float16', data as never, [count, ...this.shape.slice(1)]);
+      this.views.set(key, view);
+    }
+    return view;
+  }
+
+  copyPositions(src: number, dst: number, length: number): void {
+    // Row layout [heads, positions, width]: copy the first `length` positions of every head.
+    const [, heads = 1, positions = 1, ...rest] = this.shape;
+    const width = rest.reduce((a, b) => a * b, 1);
+    for (let h = 0; h < heads; h++) {
+      const from = src * this.rowSize + h * positions * width;
+      const to = dst * this.rowSize + h * positions * width;
+      this.data.copyWithin(to, from, from + length * width);
+    }
+  }
 }
 
 /** Create the onnxruntime-node CPU backend. */

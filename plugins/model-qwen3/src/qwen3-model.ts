@@ -1,7 +1,7 @@
-import { layers, type GraphContextV1, type LinearSpec, type ModelArchitectureV1, type TensorSpec } from '@qllm/core';
+import { layers, type AttentionSpecV1, type GraphContextV1, type LinearSpec, type ModelArchitectureV1, type TensorSpec } from '@qllm/core';
 import { parseQwen3Config, type Qwen3Config } from './qwen3-config.js';
 
-const { rmsNorm, swiglu, ropeTables, applyRope, causalMask, keyPositions, groupedQueryAttention, splitHeads } = layers;
+const { swiglu } = layers;
 
 /** The linear layers of decoder layer i (HF names), and the head. */
 function decoderLinears(c: Qwen3Config, i: number) {
@@ -72,60 +72,54 @@ export const qwen3: ModelArchitectureV1<Qwen3Config> = {
   buildGraph(ctx, c) {
     const { g } = ctx;
     const io = ctx.inputs();
-    const rope = ropeTables(g, io.positions, c.headDim, c.ropeTheta);
-    const mask = causalMask(g, io.positions, keyPositions(g, io.pastKeys[0]!, io.inputIds));
     let x = g.op('Gather', [ctx.weight('model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]), io.inputIds], { axis: 0 });
-    const presentKeys: string[] = [];
-    const presentValues: string[] = [];
+    let residual: string | undefined;
     for (let i = 0; i < c.numLayers; i++) {
-      const past = { key: io.pastKeys[i]!, value: io.pastValues[i]! };
-      const layer = g.withScope(`layers.${i}`, () => decoderLayer(ctx, c, i, x, rope, mask, past));
-      x = layer.hidden;
-      presentKeys.push(layer.presentKey);
-      presentValues.push(layer.presentValue);
+      const layer = g.withScope(`layers.${i}`, () => decoderLayer(ctx, c, i, x, residual));
+      x = layer.out;
+      residual = layer.residual;
     }
-    // Only the requested rows reach the head (the last one while generating, all of them for prompt logprobs).
-    const logits = head(ctx, c, g.op('Gather', [x, io.logitsIndices], { axis: 0 }));
-    ctx.outputs({ logits, presentKeys, presentValues });
+    // Only the requested rows reach the head (the last one of each sequence while generating).
+    const final = ctx.rmsNorm(x, ctx.weight('model.norm.weight', [c.hiddenSize]), c.rmsNormEps, { residual }).out;
+    ctx.outputs({ logits: ctx.linear(lmHead(c), g.op('Gather', [final, io.logitsIndices], { axis: 0 })) });
   },
 
   buildLayerGraph(ctx, c, i) {
-    const { g } = ctx;
-    const io = ctx.layerInputs();
-    const rope = ropeTables(g, io.positions, c.headDim, c.ropeTheta);
-    const mask = causalMask(g, io.positions, io.positions);
-    ctx.layerOutputs(decoderLayer(ctx, c, i, io.hidden, rope, mask, undefined).hidden);
+    const { hidden } = ctx.layerInputs();
+    const layer = decoderLayer(ctx, c, i, hidden, undefined);
+    ctx.layerOutputs(ctx.g.op('Add', [layer.out, layer.residual]));
   },
 
   buildHeadGraph(ctx, c) {
-    ctx.outputs({ logits: head(ctx, c, ctx.headInput()), presentKeys: [], presentValues: [] });
+    ctx.outputs({ logits: head(ctx, c, ctx.headInput()) });
   },
 };
 
-/** One decoder layer: pre-norm attention with q/k norms and RoPE, then a pre-norm SwiGLU MLP, each residual. */
-function decoderLayer(
-  ctx: GraphContextV1, c: Qwen3Config, i: number, x: string,
-  rope: { cos: string; sin: string }, mask: string, past: { key: string; value: string } | undefined,
-) {
+/**
+ * One decoder layer: pre-norm attention with q/k norms and RoPE, then a pre-norm SwiGLU MLP, each residual. The
+ * residual adds are carried into the next norm (`out` + `residual` is the layer's output), so a backend can fuse
+ * add and norm.
+ */
+function decoderLayer(ctx: GraphContextV1, c: Qwen3Config, i: number, x: string, residual: string | undefined) {
   const { g } = ctx;
   const p = `model.layers.${i}`;
   const L = decoderLinears(c, i);
   const eps = c.rmsNormEps;
-  const h = rmsNorm(g, x, ctx.weight(`${p}.input_layernorm.weight`, [c.hiddenSize]), eps);
+  const attn: AttentionSpecV1 = { numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim, ropeTheta: c.ropeTheta };
+  const n1 = ctx.rmsNorm(x, ctx.weight(`${p}.input_layernorm.weight`, [c.hiddenSize]), eps, { residual });
   // q_norm / k_norm act on each head's head_dim values, before RoPE.
-  const qNorm = ctx.weight(`${p}.self_attn.q_norm.weight`, [c.headDim]);
-  const kNorm = ctx.weight(`${p}.self_attn.k_norm.weight`, [c.headDim]);
-  const q = applyRope(g, rmsNorm(g, splitHeads(g, ctx.linear(L.q, h), c.numHeads, c.headDim), qNorm, eps), rope, c.headDim);
-  const k = applyRope(g, rmsNorm(g, splitHeads(g, ctx.linear(L.k, h), c.numKvHeads, c.headDim), kNorm, eps), rope, c.headDim);
-  const v = splitHeads(g, ctx.linear(L.v, h), c.numKvHeads, c.headDim);
-  const attn = groupedQueryAttention(g, q, k, v, past, mask, c);
-  const r = g.op('Add', [x, ctx.linear(L.o, attn.out)]);
-  const h2 = rmsNorm(g, r, ctx.weight(`${p}.post_attention_layernorm.weight`, [c.hiddenSize]), eps);
-  const hidden = g.op('Add', [r, ctx.linear(L.down, swiglu(g, ctx.linear(L.gate, h2), ctx.linear(L.up, h2)))]);
-  return { hidden, presentKey: attn.presentKey, presentValue: attn.presentValue };
+  const headNorm = (y: string, heads: number, weight: string) => g.op('Reshape', [
+    ctx.rmsNorm(g.op('Reshape', [y, g.ints([-1, c.headDim])]), ctx.weight(weight, [c.headDim]), eps).out, g.ints([-1, heads * c.headDim]),
+  ]);
+  const q = headNorm(ctx.linear(L.q, n1.out), c.numHeads, `${p}.self_attn.q_norm.weight`);
+  const k = headNorm(ctx.linear(L.k, n1.out), c.numKvHeads, `${p}.self_attn.k_norm.weight`);
+  const v = ctx.linear(L.v, n1.out);
+  const o = ctx.linear(L.o, ctx.attention(i, q, k, v, attn));
+  const n2 = ctx.rmsNorm(o, ctx.weight(`${p}.post_attention_layernorm.weight`, [c.hiddenSize]), eps, { residual: n1.sum });
+  return { out: ctx.linear(L.down, swiglu(g, ctx.linear(L.gate, n2.out), ctx.linear(L.up, n2.out))), residual: n2.sum };
 }
 
-/** Final norm, then the head. */
+/** Final norm, then the head (the head graph: hidden states in, logits out). */
 function head(ctx: GraphContextV1, c: Qwen3Config, x: string): string {
-  return ctx.linear(lmHead(c), rmsNorm(ctx.g, x, ctx.weight('model.norm.weight', [c.hiddenSize]), c.rmsNormEps));
+  return ctx.linear(lmHead(c), ctx.rmsNorm(x, ctx.weight('model.norm.weight', [c.hiddenSize]), c.rmsNormEps).out);
 }

@@ -51,6 +51,7 @@ export class LayerSession {
       checkpoint: o.checkpoint,
       config: o.config,
       int8Form: o.linearMethod ? (await o.backend.int8GemmForm?.())?.form : undefined,
+      supportsOp: (domain, op) => o.backend.supportsOp(domain, op),
       linearMethod: o.observe ? () => observing : (l) => o.linearMethod?.(l) ?? null,
     });
     o.architecture.buildLayerGraph(ctx, o.config, o.layer);
@@ -63,7 +64,6 @@ export class LayerSession {
     const tokens = hidden.length / this.hiddenSize;
     const out = await this.session.run({
       [LAYER_IO.hidden]: { dtype: 'F32', shape: [tokens, this.hiddenSize], data: hidden },
-      [LAYER_IO.positions]: { dtype: 'I64', shape: [tokens], data: BigInt64Array.from({ length: tokens }, (_, i) => BigInt(i)) },
     });
     if (ranges) {
       for (const layer of this.observed) {

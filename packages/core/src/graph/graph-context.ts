@@ -5,7 +5,8 @@ import type { GraphContextV1, GraphInputsV1 } from '../model/v1/graph-context-v1
 import type { LinearSpec, ModelConfigV1 } from '../model/v1/model-architecture-v1.js';
 import type { LinearContextV1, LinearMethodV1 } from '../quantizer/v1/quantization-method-v1.js';
 import type { Int8GemmForm } from '../backend/v1/backend-v1.js';
-import { GraphBuilder } from './graph-builder.js';
+import { AttentionLowering, type KvDtype } from './attention.js';
+import { float, GraphBuilder } from './graph-builder.js';
 import { emitInt8MatMul } from './int8-matmul.js';
 import { GRAPH_IO, LAYER_IO } from './io.js';
 
@@ -44,11 +45,17 @@ export interface GraphContextOptions {
   linearMethod: (layer: LinearSpec) => LinearMethodV1 | null;
   /** The int8 GEMM form of the backend that will run the graph (`BackendV1.int8GemmForm`); needed by int8 linears. */
   int8Form?: Int8GemmForm;
+  /** Which ops the backend runs (`BackendV1.supportsOp`): fused attention and norms where it has them. Default: none. */
+  supportsOp?: (domain: string, opType: string) => boolean;
+  /** The KV cache's element type (default float32). */
+  kvDtype?: KvDtype;
+  /** The longest sequence the graph serves (rotary tables); default config.maxPositionEmbeddings. */
+  maxLen?: number;
   builder?: GraphBuilder;
 }
 
 /** Implements GraphContextV1 over a checkpoint: weights become lazily read float32 initializers. */
-export function createGraphContext(options: GraphContextOptions): GraphContextV1 & LinearContextV1 {
+export function createGraphContext(options: GraphContextOptions): GraphContextV1 & LinearContextV1 & { readonly g: GraphBuilder } {
   const { checkpoint, config } = options;
   const g = options.builder ?? new GraphBuilder(config.architecture);
   const weights = new Map<string, string>();
@@ -90,28 +97,37 @@ export function createGraphContext(options: GraphContextOptions): GraphContextV1
       async () => (await readFloat(name)).subarray(first * cols, (first + count) * cols));
   };
 
-  const ctx: GraphContextV1 & LinearContextV1 = {
+  const supports = (domain: string, op: string) => options.supportsOp?.(domain, op) ?? false;
+  const kvDtype = options.kvDtype ?? 'float32';
+  let attention: AttentionLowering | undefined;
+  const lowering = (io: { inputIds?: string; hidden?: string }) => {
+    attention = new AttentionLowering({
+      g,
+      fused: supports('com.microsoft', 'GroupQueryAttention'),
+      kvDtype,
+      maxLen: options.maxLen ?? config.maxPositionEmbeddings,
+      numLayers: config.numLayers,
+    }, io);
+  };
+
+  const ctx: GraphContextV1 & LinearContextV1 & { readonly g: GraphBuilder } = {
     g,
     checkpoint,
     floatWeight,
     floatWeightRows,
     weight: floatWeight,
     inputs(): GraphInputsV1 {
-      const kv = [1, config.numKvHeads, 'past', config.headDim];
-      const layers = Array.from({ length: config.numLayers }, (_, i) => i);
+      const ids = g.input(GRAPH_IO.inputIds, 'int64', ['batch', 'step']);
+      lowering({ inputIds: ids });
       return {
-        inputIds: g.input(GRAPH_IO.inputIds, 'int64', ['tokens']),
-        positions: g.input(GRAPH_IO.positions, 'int64', ['tokens']),
+        inputIds: g.op('Reshape', [ids, g.ints([-1])]),
         logitsIndices: g.input(GRAPH_IO.logitsIndices, 'int64', ['logit_rows']),
-        pastKeys: layers.map((i) => g.input(GRAPH_IO.pastKey(i), 'float32', kv)),
-        pastValues: layers.map((i) => g.input(GRAPH_IO.pastValue(i), 'float32', kv)),
       };
     },
     layerInputs() {
-      return {
-        hidden: g.input(LAYER_IO.hidden, 'float32', ['tokens', config.hiddenSize]),
-        positions: g.input(LAYER_IO.positions, 'int64', ['tokens']),
-      };
+      const hidden = g.input(LAYER_IO.hidden, 'float32', ['tokens', config.hiddenSize]);
+      lowering({ hidden });
+      return { hidden };
     },
     layerOutputs(hidden) {
       g.output(hidden, LAYER_IO.hiddenOut, 'float32', ['tokens', config.hiddenSize]);
@@ -119,11 +135,29 @@ export function createGraphContext(options: GraphContextOptions): GraphContextV1
     headInput() {
       return g.input(LAYER_IO.hidden, 'float32', ['tokens', config.hiddenSize]);
     },
-    outputs({ logits, presentKeys, presentValues }) {
+    outputs({ logits }) {
       g.output(logits, GRAPH_IO.logits, 'float32', ['logit_rows', config.vocabSize]);
-      const kv = [1, config.numKvHeads, 'total', config.headDim];
-      presentKeys.forEach((v, i) => g.output(v, GRAPH_IO.presentKey(i), 'float32', kv));
-      presentValues.forEach((v, i) => g.output(v, GRAPH_IO.presentValue(i), 'float32', kv));
+      for (const [i, present] of (attention?.presents ?? []).entries()) {
+        if (!present) continue;
+        const kv = ['batch', config.numKvHeads, 'max_len', config.headDim];
+        g.output(present.key, GRAPH_IO.presentKey(i), kvDtype, kv);
+        g.output(present.value, GRAPH_IO.presentValue(i), kvDtype, kv);
+      }
+    },
+    attention(layer, q, k, v, spec) {
+      if (!attention) throw new Error('attention() needs the graph inputs: call inputs() or layerInputs() first');
+      return g.withScope(`attention.${layer}`, () => attention!.emit(layer, q, k, v, spec));
+    },
+    rmsNorm(x, weight, eps, opts = {}) {
+      if (opts.residual === undefined) {
+        return { out: g.op('SimplifiedLayerNormalization', [x, weight], { axis: -1, epsilon: float(eps), stash_type: 1 }), sum: x };
+      }
+      if (supports('com.microsoft', 'SkipSimplifiedLayerNormalization')) {
+        const outs = g.node('SkipSimplifiedLayerNormalization', [x, opts.residual, weight], { epsilon: float(eps) }, { domain: 'com.microsoft', outputs: 4 });
+        return { out: outs[0]!, sum: outs[3]! };
+      }
+      const sum = g.op('Add', [x, opts.residual]);
+      return { out: g.op('SimplifiedLayerNormalization', [sum, weight], { axis: -1, epsilon: float(eps), stash_type: 1 }), sum };
     },
     int8MatMul(spec) {
       if (!options.int8Form) {

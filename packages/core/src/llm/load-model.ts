@@ -1,4 +1,5 @@
 import { CheckpointError, ConfigError, RegistryError } from '../errors.js';
+import type { KvDtype } from '../graph/attention.js';
 import { createGraphContext } from '../graph/graph-context.js';
 import { loadModelFolder, type ModelFolder } from '../loading/index.js';
 import type { BackendSessionV1, BackendV1 } from '../backend/v1/backend-v1.js';
@@ -16,6 +17,10 @@ export interface LoadModelOptions {
   backend?: string;
   /** Intra-op threads for the backend. */
   threads?: number;
+  /** The longest sequence the graph serves (its rotary tables); default config.json's max_position_embeddings. */
+  maxModelLen?: number;
+  /** The KV cache's element type (default float32). */
+  kvDtype?: KvDtype;
 }
 
 export interface LoadedModel {
@@ -46,6 +51,9 @@ export async function loadModel(options: LoadModelOptions): Promise<LoadedModel>
       checkpoint: folder.checkpoint,
       config,
       int8Form: int8?.form,
+      supportsOp: (domain, op) => backend.supportsOp(domain, op),
+      kvDtype: options.kvDtype,
+      maxLen: options.maxModelLen,
       linearMethod: (layer) => quantization?.getLinearMethod(layer, { config, quantizationConfig }) ?? null,
     });
     architecture.buildGraph(ctx, config);

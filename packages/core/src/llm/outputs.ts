@@ -28,10 +28,13 @@ export interface RequestOutput {
   promptTokenIds: number[];
   outputs: CompletionOutput[];
   finished: boolean;
+  /** vLLM's RequestMetrics: when the request arrived, was first scheduled, got its first and last token, finished. */
   metrics?: {
     arrivalTime: number;
+    firstScheduledTime?: number;
     firstTokenTime?: number;
     lastTokenTime?: number;
+    finishedTime?: number;
     numGenerationTokens: number;
   };
 }

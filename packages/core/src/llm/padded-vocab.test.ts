@@ -6,8 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QllmTokenizer } from '../loading/tokenizer.js';
 import { Rng } from '../sampling/index.js';
-import { generateSequence } from './generate-sequence.js';
-import type { ModelRunner } from './model-runner.js';
+import { Sequence } from '../engine/sequence.js';
 import { SamplingParams } from './sampling-params.js';
 
 /** The real Qwen3 tokenizer files, a dev dependency of packages/testing. */
@@ -30,31 +29,20 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** A model that emits `tokens` in turn (one-hot logits over the padded vocabulary). */
-function scriptedRunner(tokens: number[]): ModelRunner {
-  let step = 0;
-  const runner = {
-    async forward() {
-      const logits = new Float32Array(VOCAB);
-      logits[tokens[Math.min(step++, tokens.length - 1)]!] = 10;
-      return logits;
-    },
-    free() {},
-  };
-  return runner as unknown as ModelRunner;
+/** One-hot logits over the padded vocabulary, as a model that emits `token` would give. */
+function oneHot(token: number): Float32Array {
+  const logits = new Float32Array(VOCAB);
+  logits[token] = 10;
+  return logits;
 }
 
 describe("Qwen3's padded vocabulary (ids the model has but the tokenizer lacks)", () => {
-  it('generation goes on through padded ids, which add no text (as vLLM), also while matching stop strings', async () => {
+  it('generation goes on through padded ids, which add no text (as vLLM), also while matching stop strings', () => {
     const emitted = [151_835, HELLO, VOCAB - 1, 151_669, EOS];
     for (const stop of [[], ['never']]) {
-      const out = await generateSequence(
-        { runner: scriptedRunner(emitted), tokenizer, eosTokenIds: [EOS], maxModelLen: 100 },
-        [HELLO],
-        new SamplingParams({ temperature: 0, maxTokens: 10, stop }),
-        new Rng(0),
-        0,
-      );
+      const seq = new Sequence(0, [HELLO], new SamplingParams({ temperature: 0, maxTokens: 10, stop }), new Rng(0), { tokenizer, eosTokenIds: [EOS], maxModelLen: 100 });
+      for (const token of emitted) if (!seq.finished) seq.accept(oneHot(token));
+      const out = seq.output(false);
       expect(out.tokenIds).toEqual(emitted);
       expect(out.text).toBe('Hello');
       expect(out.finishReason).toBe('stop');

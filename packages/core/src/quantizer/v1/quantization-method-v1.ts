@@ -1,11 +1,11 @@
-import type { GraphBuilder } from '../../graph/graph-builder.js';
 import type { Int8MatMulSpec } from '../../graph/int8-matmul.js';
 import type { TensorSource } from '../../tensor/tensor-source.js';
 import type { LinearSpec, ModelConfigV1 } from '../../model/v1/model-architecture-v1.js';
+import type { GraphOpsV1 } from '../../model/v1/graph-context-v1.js';
 
 /** What a linear method may use while lowering one linear layer. */
 export interface LinearContextV1 {
-  readonly g: GraphBuilder;
+  readonly g: GraphOpsV1;
   readonly checkpoint: TensorSource;
   /** A float checkpoint tensor as a float32 initializer, shape-checked. */
   floatWeight(name: string, shape: number[]): string;

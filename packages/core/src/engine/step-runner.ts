@@ -1,0 +1,119 @@
+/**
+ * Runs the model graph (GRAPH_IO) over a slot KV cache: a prefill chunk of one sequence, or one decode step of many
+ * sequences together. The cache is one backend buffer per layer for keys and one for values,
+ * [slots, numKvHeads, maxLen, headDim], fed and bound as views of the same rows every step, so nothing is copied.
+ */
+import type { BackendBufferV1, BackendSessionV1, BackendValue } from '../backend/v1/backend-v1.js';
+import { ConfigError } from '../errors.js';
+import type { KvDtype } from '../graph/attention.js';
+import { GRAPH_IO } from '../graph/io.js';
+import type { ModelConfigV1 } from '../model/v1/model-architecture-v1.js';
+import type { HostTensor } from '../tensor/dtype.js';
+
+export interface KvCacheLayout {
+  /** Sequence slots (the most sequences decoding at once). */
+  slots: number;
+  /** Positions per slot (the longest sequence, prompt + output). */
+  maxLen: number;
+  dtype: KvDtype;
+}
+
+/** Bytes of a KV cache of this layout for this model. */
+export function kvCacheBytes(config: ModelConfigV1, layout: KvCacheLayout): number {
+  return 2 * config.numLayers * layout.slots * config.numKvHeads * layout.maxLen * config.headDim * (layout.dtype === 'float16' ? 2 : 4);
+}
+
+/** The cache buffers of every layer. */
+export class KvCacheBuffers {
+  readonly keys: BackendBufferV1[] = [];
+  readonly values: BackendBufferV1[] = [];
+
+  constructor(session: BackendSessionV1, config: ModelConfigV1, readonly layout: KvCacheLayout) {
+    const shape = [layout.slots, config.numKvHeads, layout.maxLen, config.headDim];
+    const dtype = layout.dtype === 'float16' ? 'F16' : 'F32';
+    for (let i = 0; i < config.numLayers; i++) {
+      this.keys.push(session.allocate(dtype, shape));
+      this.values.push(session.allocate(dtype, shape));
+    }
+  }
+
+  /** Copy one slot's first `length` positions into another (n > 1 completions share their prompt). */
+  copySlot(src: number, dst: number, length: number): void {
+    for (const b of [...this.keys, ...this.values]) b.copyPositions(src, dst, length);
+  }
+}
+
+const int64 = (values: ArrayLike<number>, shape: number[]): HostTensor => ({
+  dtype: 'I64', shape, data: BigInt64Array.from(Array.from(values, (v) => BigInt(v))),
+});
+const int32 = (values: ArrayLike<number>, shape: number[]): HostTensor => ({ dtype: 'I32', shape, data: Int32Array.from(values) });
+
+/** One row of a decode step: the sequence in `slot`, its cache holding `past` positions, feeding `token`. */
+export interface DecodeRow {
+  slot: number;
+  token: number;
+  past: number;
+}
+
+export class StepRunner {
+  constructor(
+    private readonly session: BackendSessionV1,
+    private readonly config: ModelConfigV1,
+    readonly cache: KvCacheBuffers,
+  ) {}
+
+  /**
+   * Feed `tokens` of the sequence in `slot` at positions past…past+S−1 (its cache holds `past` positions) and return
+   * the logits of `logitRows` (indices into tokens) as [rows, vocab].
+   */
+  async prefill(slot: number, tokens: readonly number[], past: number, logitRows: readonly number[]): Promise<Float32Array> {
+    const S = tokens.length;
+    if (past + S > this.cache.layout.maxLen) throw new ConfigError(`slot ${slot}: ${past} + ${S} positions exceed the cache's ${this.cache.layout.maxLen}`);
+    return this.run(1, slot, {
+      [GRAPH_IO.inputIds]: int64(tokens, [1, S]),
+      [GRAPH_IO.seqlensK]: int32([past + S - 1], [1]),
+      [GRAPH_IO.totalSequenceLength]: int32([past + S], [1]),
+      [GRAPH_IO.logitsIndices]: int64(logitRows, [logitRows.length]),
+    });
+  }
+
+  /**
+   * One token for each row, batched over slots 0…max(slot) (a slot no row names runs a throw-away token at its
+   * position 0). Returns the logits [rows, vocab] in the order of `rows`.
+   */
+  async decode(rows: readonly DecodeRow[]): Promise<Float32Array> {
+    const batch = Math.max(...rows.map((r) => r.slot)) + 1;
+    const ids = new Array<number>(batch).fill(0);
+    const seqlens = new Array<number>(batch).fill(0);
+    let total = 1;
+    for (const r of rows) {
+      if (r.past + 1 > this.cache.layout.maxLen) throw new ConfigError(`slot ${r.slot}: position ${r.past} is past the cache's ${this.cache.layout.maxLen}`);
+      ids[r.slot] = r.token;
+      seqlens[r.slot] = r.past;
+      total = Math.max(total, r.past + 1);
+    }
+    return this.run(batch, 0, {
+      [GRAPH_IO.inputIds]: int64(ids, [batch, 1]),
+      [GRAPH_IO.seqlensK]: int32(seqlens, [batch]),
+      [GRAPH_IO.totalSequenceLength]: int32([total], [1]),
+      [GRAPH_IO.logitsIndices]: int64(rows.map((r) => r.slot), [rows.length]),
+    });
+  }
+
+  private async run(batch: number, first: number, feeds: Record<string, HostTensor | BackendValue>): Promise<Float32Array> {
+    const bind: Record<string, BackendValue> = {};
+    for (let i = 0; i < this.config.numLayers; i++) {
+      const k = this.cache.keys[i]!.rows(first, batch);
+      const v = this.cache.values[i]!.rows(first, batch);
+      feeds[GRAPH_IO.pastKey(i)] = k;
+      feeds[GRAPH_IO.pastValue(i)] = v;
+      bind[GRAPH_IO.presentKey(i)] = k;
+      bind[GRAPH_IO.presentValue(i)] = v;
+    }
+    const out = await this.session.run(feeds, { bind });
+    const logits = out[GRAPH_IO.logits]!;
+    const host = this.session.toHost(logits).data as Float32Array;
+    this.session.release(logits);
+    return host;
+  }
+}
