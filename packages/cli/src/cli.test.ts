@@ -175,9 +175,10 @@ describe('qllm generate: limits checked before any work', () => {
       ['top_k', 'x', 'must be 0 or -1 (off) or an integer in [1, 2147483647], got "x"'],
     ] as const) {
       await fs.writeFile(file, JSON.stringify({ ...gen, [key]: value }));
-      await expect(qllm(['generate', '--model', dir, '--prompt', 'x'])).rejects.toMatchObject({
-        code: 1, stderr: `qllm: ${file}: '${key}' ${problem}\n`,
-      });
+      const failure = await qllm(['generate', '--model', dir, '--prompt', 'x']).then(() => undefined, (e: { code: number; stderr: string }) => e);
+      expect(failure?.code).toBe(1);
+      // Progress lines come first; the error is the last line.
+      expect(failure!.stderr.trimEnd().split('\n').at(-1)).toBe(`qllm: ${file}: '${key}' ${problem}`);
     }
   });
 });

@@ -10,6 +10,7 @@ import {
   type PromptInput,
   type SamplingParamsInit,
 } from 'qllm';
+import { describeEnvironment, environmentLine } from './env.js';
 import { checked, int, num, parseTokenIds } from './options.js';
 
 /** A text prompt as given: inline (--prompt) or a file's whole text (--prompt-file). */
@@ -92,10 +93,14 @@ export function generateCommand(): Command {
       const prompts = await readPrompts(texts, idLists);
       if (!prompts.length) throw new Error('give at least one --prompt, --prompt-file, --prompt-token-ids or --prompt-token-ids-file');
       const t0 = performance.now();
-      const llm = new LLM({ model: opts.model, quantization: opts.quantization, backend: opts.backend, threads: opts.threads, maxLogprobs });
+      const llm = new LLM({
+        model: opts.model, quantization: opts.quantization, backend: opts.backend, threads: opts.threads, maxLogprobs,
+        onProgress: (phase) => process.stderr.write(`loading ${opts.model}: ${phase}…\n`),
+      });
       const loaded = await llm.ready();
       process.stderr.write(`loaded ${opts.model} (${loaded.config.architecture}, backend ${loaded.backend.name}` +
         `${loaded.quantization ? `, ${loaded.quantization.name}` : ''}) in ${(performance.now() - t0).toFixed(0)} ms\n`);
+      process.stderr.write(`${environmentLine(await describeEnvironment(loaded.backend.name))}\n`);
       const defaults = await llm.getDefaultSamplingParams();
       const params = new SamplingParams({
         ...defaults,

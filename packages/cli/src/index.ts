@@ -1,9 +1,10 @@
 import { Command } from 'commander';
+import { envCommand } from './env.js';
 import { generateCommand } from './generate.js';
 import { quantizeCommand } from './quantize.js';
 
 /** The subcommands, in help order: each a factory returning a fresh commander Command. Add new ones here. */
-const commands: ReadonlyArray<() => Command> = [generateCommand, quantizeCommand];
+const commands: ReadonlyArray<() => Command> = [generateCommand, quantizeCommand, envCommand];
 
 /** The `qllm` program. */
 export function createProgram(): Command {
@@ -24,3 +25,5 @@ export async function main(argv: string[] = process.argv): Promise<void> {
     process.exitCode = 1;
   }
 }
+
+export { describeEnvironment, environmentLine } from './env.js';

@@ -5,7 +5,7 @@ import type { KvDtype } from '../graph/attention.js';
 import type { ChatMessage } from '../loading/index.js';
 import { Rng } from '../sampling/index.js';
 import { EngineLoop } from './engine-loop.js';
-import { loadModel, type LoadedModel } from './load-model.js';
+import { loadModel, type LoadedModel, type LoadPhase } from './load-model.js';
 import type { RequestOutput } from './outputs.js';
 import { SamplingParams } from './sampling-params.js';
 
@@ -31,6 +31,8 @@ export interface LLMOptions {
   kvCacheDtype?: KvDtype;
   /** Tokens one engine step may compute (decode rows + prefill chunks; vLLM's max_num_batched_tokens). Default 512. */
   maxNumBatchedTokens?: number;
+  /** Told each phase of the load as it starts (for a progress line). */
+  onProgress?: (phase: LoadPhase) => void;
   /** Seed for requests that bring none (default 0, as vLLM). */
   seed?: number;
   /** Backend threads, an integer in [1, MAX_BACKEND_THREADS] (default: all cores). */

@@ -21,7 +21,12 @@ export interface LoadModelOptions {
   maxModelLen?: number;
   /** The KV cache's element type (default float32). */
   kvDtype?: KvDtype;
+  /** Told each phase of the load as it starts (for a progress line). */
+  onProgress?: (phase: LoadPhase) => void;
 }
+
+/** The phases of a load, in order. */
+export type LoadPhase = 'reading the model folder' | 'reading weights and building the graph' | 'creating the backend session';
 
 export interface LoadedModel {
   folder: ModelFolder;
@@ -37,6 +42,7 @@ export interface LoadedModel {
 /** Load a model folder onto a backend: architecture → quantization → checkpoint check → graph → session. */
 export async function loadModel(options: LoadModelOptions): Promise<LoadedModel> {
   const start = performance.now();
+  options.onProgress?.('reading the model folder');
   const folder = await loadModelFolder(options.model);
   try {
     const { architecture, config } = await resolveArchitecture(folder);
@@ -56,8 +62,10 @@ export async function loadModel(options: LoadModelOptions): Promise<LoadedModel>
       maxLen: options.maxModelLen,
       linearMethod: (layer) => quantization?.getLinearMethod(layer, { config, quantizationConfig }) ?? null,
     });
+    options.onProgress?.('reading weights and building the graph');
     architecture.buildGraph(ctx, config);
     const built = await ctx.g.build();
+    options.onProgress?.('creating the backend session');
     const session = await backend.createSession(built, { threads: options.threads });
     return { folder, architecture, config, quantization, backend, session, loadMs: performance.now() - start };
   } finally {

@@ -41,6 +41,7 @@ describe('toVllmJson', () => {
         },
         { index: 1, text: ' there', token_ids: [1052], cumulative_logprob: null, logprobs: null, finish_reason: 'length', stop_reason: null },
       ],
+      metrics: { arrival_time: 1, first_scheduled_time: null, first_token_time: null, last_token_time: 2, finished_time: null },
     });
   });
 
@@ -50,7 +51,8 @@ describe('toVllmJson', () => {
       prompt: null,
       outputs: [{ ...output.outputs[1]!, finishReason: 'stop', stopReason: '###' }, { ...output.outputs[1]!, index: 1, stopReason: 151643 }],
     });
-    expect(Object.keys(json)).toEqual(['prompt', 'prompt_token_ids', 'outputs']);
+    expect(Object.keys(json)).toEqual(['prompt', 'prompt_token_ids', 'outputs', 'metrics']);
+    expect(Object.keys(toVllmJson({ ...output, metrics: undefined }))).toEqual(['prompt', 'prompt_token_ids', 'outputs']);
     expect(Object.keys(json.outputs[0]!)).toEqual(['index', 'text', 'token_ids', 'cumulative_logprob', 'logprobs', 'finish_reason', 'stop_reason']);
     expect(json.prompt).toBeNull();
     expect(json.outputs.map((o) => o.stop_reason)).toEqual(['###', 151643]);

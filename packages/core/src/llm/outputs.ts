@@ -55,6 +55,14 @@ export interface VllmRequestOutputJson {
   prompt: string | null;
   prompt_token_ids: number[];
   outputs: VllmCompletionOutputJson[];
+  /** vLLM's RequestMetrics, seconds since the epoch (null where the request never got that far). */
+  metrics?: {
+    arrival_time: number;
+    first_scheduled_time: number | null;
+    first_token_time: number | null;
+    last_token_time: number | null;
+    finished_time: number | null;
+  };
 }
 
 /**
@@ -74,6 +82,15 @@ export function toVllmJson(out: RequestOutput): VllmRequestOutputJson {
       finish_reason: o.finishReason,
       stop_reason: o.stopReason,
     })),
+    ...(out.metrics && {
+      metrics: {
+        arrival_time: out.metrics.arrivalTime,
+        first_scheduled_time: out.metrics.firstScheduledTime ?? null,
+        first_token_time: out.metrics.firstTokenTime ?? null,
+        last_token_time: out.metrics.lastTokenTime ?? null,
+        finished_time: out.metrics.finishedTime ?? null,
+      },
+    }),
   };
 }
 
