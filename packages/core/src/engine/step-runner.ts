@@ -78,14 +78,16 @@ export class StepRunner {
   }
 
   /**
-   * One token for each row, batched over slots 0…max(slot) (a slot no row names runs a throw-away token at its
-   * position 0). Returns the logits [rows, vocab] in the order of `rows`.
+   * One token for each row, batched over slots 0…max(slot). A slot no row names still runs a throw-away token, and
+   * GroupQueryAttention writes its key and value into that slot's cache: at position `idle(slot)`, which must be a
+   * position the slot's owner has not filled yet (the next one a prefill chunk will write; 0 for a free slot).
+   * Returns the logits [rows, vocab] in the order of `rows`.
    */
-  async decode(rows: readonly DecodeRow[]): Promise<Float32Array> {
+  async decode(rows: readonly DecodeRow[], idle: (slot: number) => number = () => 0): Promise<Float32Array> {
     const batch = Math.max(...rows.map((r) => r.slot)) + 1;
     const ids = new Array<number>(batch).fill(0);
-    const seqlens = new Array<number>(batch).fill(0);
-    let total = 1;
+    const seqlens = Array.from({ length: batch }, (_, slot) => idle(slot));
+    let total = Math.max(1, ...seqlens.map((p) => p + 1));
     for (const r of rows) {
       if (r.past + 1 > this.cache.layout.maxLen) throw new ConfigError(`slot ${r.slot}: position ${r.past} is past the cache's ${this.cache.layout.maxLen}`);
       ids[r.slot] = r.token;
