@@ -3,7 +3,7 @@ import os from 'node:os';
 import * as ort from 'onnxruntime-node';
 import {
   ConfigError, INT8_GEMM_FORMS,
-  type BackendBufferV1, type BackendRunOptions, type BackendSessionOptions, type BackendSessionV1, type BackendV1, type BackendValue, type BuiltModel, type DType, type HostTensor,
+  type BackendBufferV1, type BackendSessionOptions, type BackendSessionV1, type BackendV1, type BackendValue, type BuiltModel, type DType, type HostTensor,
   type Int8GemmChoice, type Int8GemmForm,
 } from '@qllm/core';
 import { probeInt8Forms, type Int8ProbeResult } from './int8-probe.js';
@@ -60,16 +60,10 @@ class CpuSession implements BackendSessionV1 {
     return this.session.outputNames;
   }
 
-  async run(feeds: Record<string, HostTensor | BackendValue>, options: BackendRunOptions = {}): Promise<Record<string, BackendValue>> {
+  async run(feeds: Record<string, HostTensor | BackendValue>): Promise<Record<string, BackendValue>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [name, v] of Object.entries(feeds)) ortFeeds[name] = isHost(v) ? toOrt(v) : (v as ort.Tensor);
-    if (!options.bind) return (await this.session.run(ortFeeds)) as Record<string, BackendValue>;
-    // Preallocated outputs: onnxruntime writes into the bound tensors' memory; the rest come back as usual.
-    const fetches: Record<string, ort.Tensor | null> = {};
-    for (const name of this.session.outputNames) fetches[name] = (options.bind[name] as ort.Tensor | undefined) ?? null;
-    const out = (await this.session.run(ortFeeds, fetches as ort.InferenceSession.FetchesType)) as Record<string, BackendValue>;
-    for (const name of Object.keys(options.bind)) delete out[name];
-    return out;
+    return (await this.session.run(ortFeeds)) as Record<string, BackendValue>;
   }
 
   allocate(dtype: 'F32' | 'F16', shape: readonly number[]): BackendBufferV1 {
@@ -143,14 +137,28 @@ class CpuBuffer implements BackendBufferV1 {
     return view;
   }
 
+  writePositions(row: number, position: number, source: BackendValue, sourceRow: number): void {
+    const t = source as ort.Tensor;
+    const [, heads = 1, positions = 1, ...rest] = this.shape;
+    const width = rest.reduce((a, b) => a * b, 1);
+    const steps = t.dims[2]!;
+    if (t.dims[1] !== heads || t.dims.slice(3).reduce((a, b) => a * b, 1) !== width || position + steps > positions) {
+      throw new RangeError(`cpu backend: cannot write a [${t.dims.join(', ')}] block at position ${position} of a [${this.shape.join(', ')}] buffer`);
+    }
+    const data = t.data as Float32Array | Uint16Array;
+    const block = steps * width;
+    for (let h = 0; h < heads; h++) {
+      const from = (sourceRow * heads + h) * block;
+      this.data.set(data.subarray(from, from + block), row * this.rowSize + (h * positions + position) * width);
+    }
+  }
+
   copyPositions(src: number, dst: number, length: number): void {
-    // Row layout [heads, positions, width]: copy the first `length` positions of every head.
     const [, heads = 1, positions = 1, ...rest] = this.shape;
     const width = rest.reduce((a, b) => a * b, 1);
     for (let h = 0; h < heads; h++) {
       const from = src * this.rowSize + h * positions * width;
-      const to = dst * this.rowSize + h * positions * width;
-      this.data.copyWithin(to, from, from + length * width);
+      this.data.copyWithin(dst * this.rowSize + h * positions * width, from, from + length * width);
     }
   }
 }

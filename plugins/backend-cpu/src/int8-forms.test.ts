@@ -2,19 +2,8 @@
 // may choose equals the exact integer dot product times the scales, on extreme inputs — whatever CPU runs it.
 // A form the probe finds inexact on this CPU must be refused when forced and never chosen.
 import { describe, expect, it } from 'vitest';
-import { emitInt8MatMul, GraphBuilder, INT8_GEMM_FORMS, type Int8GemmForm } from '@qllm/core';
+import { emitInt8MatMul, GraphBuilder, INT8_GEMM_FORMS, Rng, type Int8GemmForm } from '@qllm/core';
 import { createCpuBackend } from './cpu-backend.js';
-
-/** A small deterministic generator (xorshift32). */
-function rng(seed: number) {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    return s / 2 ** 32;
-  };
-}
 
 const cases = [
   { M: 1, K: 1024, N: 48 },
@@ -33,7 +22,8 @@ describe.each(INT8_GEMM_FORMS)('int8 GEMM form %s', (form: Int8GemmForm) => {
       return;
     }
     expect((await backend.int8GemmForm!()).form).toBe(form);
-    const rand = rng(K * 31 + M);
+    const generator = new Rng(K * 31 + M);
+    const rand = () => generator.next();
     // Weights at ±127/−128 (most of them), per-column scales; static activation scale and zero point.
     const wT = new Int8Array(K * N); // [K, N]
     for (let i = 0; i < wT.length; i++) {

@@ -161,13 +161,8 @@ export class Engine {
     }
 
     if (decoding.length) {
-      // A slot in the batch that does not decode this step (a prompt being prefilled, a sequence that got its first
-      // token from this step's prefill, a free slot) takes the throw-away row's write at the next position its owner
-      // will overwrite anyway: the first one it has not computed (0 for a free slot).
-      const pending = new Map<number, number>();
-      for (const r of this.running) for (const s of r.seqs) if (s.slot >= 0) pending.set(s.slot, s.numComputed);
       const rows = decoding.map((s) => ({ slot: s.slot, token: s.lastToken, past: s.numTokens - 1 }));
-      const logits = await this.config.runner.decode(rows, (slot) => pending.get(slot) ?? 0);
+      const logits = await this.config.runner.decode(rows);
       const V = this.config.vocabSize;
       decoding.forEach((s, i) => {
         s.numComputed = s.numTokens;

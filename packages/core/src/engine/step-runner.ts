@@ -1,7 +1,8 @@
 /**
  * Runs the model graph (GRAPH_IO) over a slot KV cache: a prefill chunk of one sequence, or one decode step of many
  * sequences together. The cache is one backend buffer per layer for keys and one for values,
- * [slots, numKvHeads, maxLen, headDim], fed and bound as views of the same rows every step, so nothing is copied.
+ * [slots, numKvHeads, maxLen, headDim], fed as the same row views every step (read-only, never copied); each step's
+ * new keys and values come back as small outputs and are written into their slots at their positions.
  */
 import type { BackendBufferV1, BackendSessionV1, BackendValue } from '../backend/v1/backend-v1.js';
 import { ConfigError } from '../errors.js';
@@ -69,7 +70,7 @@ export class StepRunner {
   async prefill(slot: number, tokens: readonly number[], past: number, logitRows: readonly number[]): Promise<Float32Array> {
     const S = tokens.length;
     if (past + S > this.cache.layout.maxLen) throw new ConfigError(`slot ${slot}: ${past} + ${S} positions exceed the cache's ${this.cache.layout.maxLen}`);
-    return this.run(1, slot, {
+    return this.run(1, slot, [{ slot, past }], {
       [GRAPH_IO.inputIds]: int64(tokens, [1, S]),
       [GRAPH_IO.seqlensK]: int32([past + S - 1], [1]),
       [GRAPH_IO.totalSequenceLength]: int32([past + S], [1]),
@@ -78,23 +79,21 @@ export class StepRunner {
   }
 
   /**
-   * One token for each row, batched over slots 0…max(slot). A slot no row names still runs a throw-away token, and
-   * GroupQueryAttention writes its key and value into that slot's cache: at position `idle(slot)`, which must be a
-   * position the slot's owner has not filled yet (the next one a prefill chunk will write; 0 for a free slot).
-   * Returns the logits [rows, vocab] in the order of `rows`.
+   * One token for each row, batched over slots 0…max(slot) (a slot no row names runs a throw-away token at position
+   * 0, reading nothing from the cache and writing nothing to it). Returns the logits [rows, vocab] in `rows` order.
    */
-  async decode(rows: readonly DecodeRow[], idle: (slot: number) => number = () => 0): Promise<Float32Array> {
+  async decode(rows: readonly DecodeRow[]): Promise<Float32Array> {
     const batch = Math.max(...rows.map((r) => r.slot)) + 1;
     const ids = new Array<number>(batch).fill(0);
-    const seqlens = Array.from({ length: batch }, (_, slot) => idle(slot));
-    let total = Math.max(1, ...seqlens.map((p) => p + 1));
+    const seqlens = new Array<number>(batch).fill(0);
+    let total = 1;
     for (const r of rows) {
       if (r.past + 1 > this.cache.layout.maxLen) throw new ConfigError(`slot ${r.slot}: position ${r.past} is past the cache's ${this.cache.layout.maxLen}`);
       ids[r.slot] = r.token;
       seqlens[r.slot] = r.past;
       total = Math.max(total, r.past + 1);
     }
-    return this.run(batch, 0, {
+    return this.run(batch, 0, rows, {
       [GRAPH_IO.inputIds]: int64(ids, [batch, 1]),
       [GRAPH_IO.seqlensK]: int32(seqlens, [batch]),
       [GRAPH_IO.totalSequenceLength]: int32([total], [1]),
@@ -102,17 +101,25 @@ export class StepRunner {
     });
   }
 
-  private async run(batch: number, first: number, feeds: Record<string, HostTensor | BackendValue>): Promise<Float32Array> {
-    const bind: Record<string, BackendValue> = {};
+  /**
+   * Run rows [first, first + batch) of the cache; write each listed row's new keys and values into its slot at its
+   * `past` (the throw-away rows of free slots are not written).
+   */
+  private async run(
+    batch: number, first: number, written: ReadonlyArray<{ slot: number; past: number }>, feeds: Record<string, HostTensor | BackendValue>,
+  ): Promise<Float32Array> {
     for (let i = 0; i < this.config.numLayers; i++) {
-      const k = this.cache.keys[i]!.rows(first, batch);
-      const v = this.cache.values[i]!.rows(first, batch);
-      feeds[GRAPH_IO.pastKey(i)] = k;
-      feeds[GRAPH_IO.pastValue(i)] = v;
-      bind[GRAPH_IO.presentKey(i)] = k;
-      bind[GRAPH_IO.presentValue(i)] = v;
+      feeds[GRAPH_IO.pastKey(i)] = this.cache.keys[i]!.rows(first, batch);
+      feeds[GRAPH_IO.pastValue(i)] = this.cache.values[i]!.rows(first, batch);
     }
-    const out = await this.session.run(feeds, { bind });
+    const out = await this.session.run(feeds);
+    for (let i = 0; i < this.config.numLayers; i++) {
+      for (const [name, buffer] of [[GRAPH_IO.newKey(i), this.cache.keys[i]!], [GRAPH_IO.newValue(i), this.cache.values[i]!]] as const) {
+        const fresh = out[name]!;
+        for (const r of written) buffer.writePositions(r.slot, r.past, fresh, r.slot - first);
+        this.session.release(fresh);
+      }
+    }
     const logits = out[GRAPH_IO.logits]!;
     const host = this.session.toHost(logits).data as Float32Array;
     this.session.release(logits);

@@ -1,12 +1,14 @@
 /**
- * Attention over the engine's KV cache (GRAPH_IO), lowered two ways:
- *  - fused: com.microsoft GroupQueryAttention with do_rotary and the cache bound as both past and present, so a step
- *    writes only its own positions (onnxruntime-genai's past_present_share_buffer);
- *  - plain ONNX ops, for a backend without it: positions from seqlens_k, RoPE, ScatterElements into the cache,
- *    a masked softmax over the first total_sequence_length positions.
+ * Attention over the engine's KV cache (GRAPH_IO). The cache is a read-only input: attention reads each row's first
+ * past positions from it, and the step's rotated keys and values come out as small outputs (new_key / new_value) that
+ * the engine writes into the cache. (onnxruntime-node copies every fetched output into a fresh JavaScript buffer,
+ * so a cache bound as an output — GroupQueryAttention's shared past/present buffer — would be copied whole every
+ * step; an input is not.) Two lowerings:
+ *  - fused: RotaryEmbedding on q and k, then com.microsoft GroupQueryAttention over the used part of the cache;
+ *  - plain ONNX ops, for a backend without them (or head_dim % 16 != 0): RoPE, the cached and new keys
+ *    concatenated, a masked softmax.
  * In a single layer's graph (LAYER_IO, calibration) there is no cache: one sequence at positions 0…S−1.
  */
-import { f32ToF16 } from '../tensor/dtype.js';
 import type { AttentionSpecV1 } from '../model/v1/graph-context-v1.js';
 import type { GraphBuilder } from './graph-builder.js';
 import { GRAPH_IO } from './io.js';
@@ -18,6 +20,7 @@ const TO_FLOAT = 1;
 const TO_FLOAT16 = 10;
 const TO_INT64 = 7;
 const TO_INT32 = 6;
+const MS = { domain: 'com.microsoft' };
 
 /** The per-graph values attention needs, made once and shared by every layer. */
 export interface AttentionInputs {
@@ -29,21 +32,21 @@ export interface AttentionInputs {
 
 export interface AttentionLoweringOptions {
   g: GraphBuilder;
-  fused: boolean;
+  /** Which com.microsoft ops the backend runs. */
+  supports: (op: string) => boolean;
   kvDtype: KvDtype;
   /** Rotary tables cover positions 0…maxLen−1. */
   maxLen: number;
-  numLayers: number;
 }
 
 /** Emits attention for every layer of one graph; holds the values the layers share. */
 export class AttentionLowering {
   private readonly g: GraphBuilder;
-  private shared?: { bs: string; seqlensK: string; total: string };
+  private shared?: { bs: string; S: string; seqlensK: string; total: string; pastLen: string };
   private positionsValue?: string;
   private readonly ropeCache = new Map<string, { cos: string; sin: string }>();
-  /** The present outputs each layer produced (model mode). */
-  readonly presents: Array<{ key: string; value: string }> = [];
+  /** The new keys and values each layer produced (model mode), [B, numKvHeads, S, headDim] in the KV dtype. */
+  readonly newKv: Array<{ key: string; value: string }> = [];
 
   constructor(private readonly o: AttentionLoweringOptions, private readonly io: AttentionInputs) {
     this.g = o.g;
@@ -56,61 +59,71 @@ export class AttentionLowering {
     const scale = spec.scale ?? hd ** -0.5;
     const model = this.io.inputIds !== undefined;
     const shared = this.sharedValues();
-    const cast = (x: string) => (this.o.kvDtype === 'float16' ? g.op('Cast', [x], { to: TO_FLOAT16 }) : x);
-    const toRows = (x: string, width: number) => g.op('Reshape', [x, g.op('Concat', [shared.bs, g.ints([width])], { axis: 0 })]);
+    const positions = this.positions();
+    const toKv = (x: string) => (this.o.kvDtype === 'float16' ? g.op('Cast', [x], { to: TO_FLOAT16 }) : x);
+    const fromKv = (x: string) => (this.o.kvDtype === 'float16' ? g.op('Cast', [x], { to: TO_FLOAT }) : x);
+    const shape = (...tail: number[]) => g.op('Concat', [shared.bs, g.ints(tail)], { axis: 0 });
+    const byHead = (x: string) => g.op('Transpose', [x], { perm: [0, 2, 1, 3] }); // [B, S, n, hd] ↔ [B, n, S, hd]
+
+    // Rotate q and k at their positions: [B, S, n·hd].
+    const rotate = (x: string, n: number): string => {
+      const rows = g.op('Reshape', [x, shape(n * hd)]);
+      if (this.o.supports('RotaryEmbedding')) {
+        const t = this.ropeTables(spec, 'half');
+        return g.op('RotaryEmbedding', [rows, positions, t.cos, t.sin], { interleaved: 0, num_heads: n }, MS);
+      }
+      const t = this.ropeTables(spec, 'full');
+      const at = (table: string) => g.op('Unsqueeze', [g.op('Gather', [table, positions], { axis: 0 }), g.ints([2])]); // [B, S, 1, hd]
+      return g.op('Reshape', [applyRope(g, g.op('Reshape', [x, shape(n, hd)]), { cos: at(t.cos), sin: at(t.sin) }, hd), shape(n * hd)]);
+    };
+    const qr = rotate(q, H);
+    const kr = rotate(k, K);
+    const vr = g.op('Reshape', [v, shape(K * hd)]);
+    const kNew = byHead(g.op('Reshape', [kr, shape(K, hd)])); // [B, K, S, hd]
+    const vNew = byHead(g.op('Reshape', [vr, shape(K, hd)]));
+    if (model) this.newKv[layer] = { key: toKv(kNew), value: toKv(vNew) };
+    // The cached positions every row may read: the first `pastLen` (= total − S) of each slot.
+    const cached = (name: string) => fromKv(g.op('Slice', [this.pastInput(name, spec), g.ints([0]), shared.pastLen, g.ints([2])]));
 
     // onnxruntime's GroupQueryAttention needs head_size % 16 == 0; other shapes take the plain ops.
-    if (this.o.fused && hd % 16 === 0) {
-      const rope = this.ropeTables(spec, 'half');
-      const past = model ? [GRAPH_IO.pastKey(layer), GRAPH_IO.pastValue(layer)].map((name) => this.pastInput(name, spec)) : ['', ''];
-      const [out, presentKey, presentValue] = g.node(
-        'GroupQueryAttention',
-        [cast(toRows(q, H * hd)), cast(toRows(k, K * hd)), cast(toRows(v, K * hd)), past[0]!, past[1]!, shared.seqlensK, shared.total, rope.cos, rope.sin],
-        { num_heads: H, kv_num_heads: K, do_rotary: 1, scale: { float: scale } },
-        { domain: 'com.microsoft', outputs: 3, name: 'GroupQueryAttention' },
-      ) as [string, string, string];
-      if (model) this.presents[layer] = { key: presentKey, value: presentValue };
-      const y = this.o.kvDtype === 'float16' ? g.op('Cast', [out], { to: TO_FLOAT }) : out;
-      return g.op('Reshape', [y, g.ints([-1, H * hd])]);
+    if (this.o.supports('GroupQueryAttention') && hd % 16 === 0) {
+      const past = model ? [cached(GRAPH_IO.pastKey(layer)), cached(GRAPH_IO.pastValue(layer))] : ['', ''];
+      const [out] = g.node('GroupQueryAttention', [qr, kr, vr, past[0]!, past[1]!, shared.seqlensK, shared.total],
+        { num_heads: H, kv_num_heads: K, scale: { float: scale } }, { ...MS, outputs: 3, name: 'GroupQueryAttention' });
+      return g.op('Reshape', [out!, g.ints([-1, H * hd])]);
     }
 
-    // Plain ops. Positions [B, S]; q, k rotated as [B, S, heads, hd].
-    const positions = this.positions();
-    const rope = this.ropeTables(spec, 'full');
-    const cosAt = g.op('Unsqueeze', [g.op('Gather', [rope.cos, positions], { axis: 0 }), g.ints([2])]); // [B, S, 1, hd]
-    const sinAt = g.op('Unsqueeze', [g.op('Gather', [rope.sin, positions], { axis: 0 }), g.ints([2])]);
-    const heads = (x: string, n: number) => g.op('Reshape', [x, g.op('Concat', [shared.bs, g.ints([n, hd])], { axis: 0 })]);
-    const qr = applyRope(g, heads(q, H), { cos: cosAt, sin: sinAt }, hd);
-    const kr = applyRope(g, heads(k, K), { cos: cosAt, sin: sinAt }, hd);
-    const byHead = (x: string) => g.op('Transpose', [x], { perm: [0, 2, 1, 3] }); // [B, heads, S, hd]
-    let keys = byHead(kr);
-    let values = byHead(heads(v, K));
-    if (model) {
-      // Write the step's keys and values at their positions, then attend over the first `total` positions.
-      const index = g.op('Expand', [g.op('Unsqueeze', [positions, g.ints([1, 3])]), g.op('Shape', [keys])]);
-      const write = (name: string, x: string) => g.op('ScatterElements', [this.pastInput(name, spec), index, cast(x)], { axis: 2 });
-      const presentKey = write(GRAPH_IO.pastKey(layer), keys);
-      const presentValue = write(GRAPH_IO.pastValue(layer), values);
-      this.presents[layer] = { key: presentKey, value: presentValue };
-      const upTo = (x: string) => {
-        const s = g.op('Slice', [x, g.ints([0]), g.op('Cast', [shared.total], { to: TO_INT64 }), g.ints([2])]);
-        return this.o.kvDtype === 'float16' ? g.op('Cast', [s], { to: TO_FLOAT }) : s;
-      };
-      keys = upTo(presentKey);
-      values = upTo(presentValue);
-    }
+    // Plain ops: keys = [cached | new] along positions, masked per row; q as [B, K, rep, S, hd].
+    const keys = model ? g.op('Concat', [cached(GRAPH_IO.pastKey(layer)), kNew], { axis: 2 }) : kNew;
+    const values = model ? g.op('Concat', [cached(GRAPH_IO.pastValue(layer)), vNew], { axis: 2 }) : vNew;
     const rep = H / K;
-    const q5 = g.op('Reshape', [byHead(qr), g.op('Concat', [g.op('Slice', [shared.bs, g.ints([0]), g.ints([1])]), g.ints([K, rep, -1, hd])], { axis: 0 })]);
+    const batch = g.op('Slice', [shared.bs, g.ints([0]), g.ints([1])]);
+    const q5 = g.op('Reshape', [byHead(g.op('Reshape', [qr, shape(H, hd)])), g.op('Concat', [batch, g.ints([K, rep, -1, hd])], { axis: 0 })]);
     const k5 = g.op('Unsqueeze', [keys, g.ints([2])]); // [B, K, 1, T, hd]
     const v5 = g.op('Unsqueeze', [values, g.ints([2])]);
     const scores = g.op('Mul', [g.op('MatMul', [q5, g.op('Transpose', [k5], { perm: [0, 1, 2, 4, 3] })]), g.scalar(scale)]); // [B, K, rep, S, T]
-    const keyPos = g.op('Range', [g.ints(0), g.op('Gather', [g.op('Shape', [keys]), g.ints(2)], { axis: 0 }), g.ints(1)]); // [T]
-    const queryPos = g.op('Unsqueeze', [positions, g.ints([1, 2, 4])]); // [B, 1, 1, S, 1]
-    const mask = g.op('Where', [g.op('Greater', [keyPos, queryPos]), g.scalar(-3.0e38), g.scalar(0)]);
-    const probs = g.op('Softmax', [g.op('Add', [scores, mask])], { axis: -1 });
+    const probs = g.op('Softmax', [g.op('Add', [scores, this.mask()])], { axis: -1 });
     const ctx = g.op('MatMul', [probs, v5]); // [B, K, rep, S, hd]
-    const merged = g.op('Reshape', [ctx, g.op('Concat', [g.op('Slice', [shared.bs, g.ints([0]), g.ints([1])]), g.ints([H, -1, hd])], { axis: 0 })]);
-    return g.op('Reshape', [g.op('Transpose', [merged], { perm: [0, 2, 1, 3] }), g.ints([-1, H * hd])]);
+    const merged = g.op('Reshape', [ctx, g.op('Concat', [batch, g.ints([H, -1, hd])], { axis: 0 })]);
+    return g.op('Reshape', [byHead(merged), g.ints([-1, H * hd])]);
+  }
+
+  /**
+   * The additive mask [B, 1, 1, S, pastLen + S] of the plain lowering: row b's token s sees cached position j when
+   * j < past_b (its own cached positions; the slot may hold stale ones beyond), and new token t when t ≤ s.
+   */
+  private mask(): string {
+    const { g } = this;
+    const { S, seqlensK, pastLen } = this.sharedValues();
+    const s = g.op('Squeeze', [S, g.ints([0])]);
+    const T = g.op('Add', [g.op('Squeeze', [pastLen, g.ints([0])]), s]);
+    const j = g.op('Range', [g.ints(0), T, g.ints(1)]); // [T]
+    const t = g.op('Unsqueeze', [g.op('Range', [g.ints(0), s, g.ints(1)]), g.ints([1])]); // [S, 1]
+    const pastB = g.op('Unsqueeze', [g.op('Sub', [g.op('Add', [g.op('Cast', [seqlensK], { to: TO_INT64 }), g.ints(1)]), S]), g.ints([1, 2, 3, 4])]); // [B,1,1,1,1]
+    const fromCache = g.op('Less', [j, pastB]); // [B,1,1,1,T]
+    const newIndex = g.op('Sub', [j, pastLen]); // index among the new tokens (negative for cached positions)
+    const fromNew = g.op('And', [g.op('GreaterOrEqual', [newIndex, g.ints(0)]), g.op('LessOrEqual', [newIndex, t])]); // [S, T]
+    return g.op('Where', [g.op('Or', [fromCache, fromNew]), g.scalar(0), g.scalar(-3.0e38)]);
   }
 
   /** The cache input of one layer (declared on first use). */
@@ -123,16 +136,18 @@ export class AttentionLowering {
     const { g } = this;
     if (this.io.inputIds !== undefined) {
       const bs = g.op('Shape', [this.io.inputIds]); // [B, S]
+      const S = g.op('Slice', [bs, g.ints([1]), g.ints([2])]); // [1]
       const seqlensK = g.input(GRAPH_IO.seqlensK, 'int32', ['batch']);
       const total = g.input(GRAPH_IO.totalSequenceLength, 'int32', [1]);
-      this.shared = { bs, seqlensK, total };
+      const pastLen = g.op('Sub', [g.op('Cast', [total], { to: TO_INT64 }), S]);
+      this.shared = { bs, S, seqlensK, total, pastLen };
     } else {
       // One sequence of S tokens at positions 0…S−1, no cache.
       const S = g.op('Slice', [g.op('Shape', [this.io.hidden!]), g.ints([0]), g.ints([1])]); // [1] int64
       const bs = g.op('Concat', [g.ints([1]), S], { axis: 0 });
       const seqlensK = g.op('Cast', [g.op('Sub', [S, g.ints(1)])], { to: TO_INT32 });
       const total = g.op('Cast', [S], { to: TO_INT32 });
-      this.shared = { bs, seqlensK, total };
+      this.shared = { bs, S, seqlensK, total, pastLen: g.ints([0]) };
     }
     return this.shared;
   }
@@ -141,8 +156,7 @@ export class AttentionLowering {
   private positions(): string {
     if (this.positionsValue) return this.positionsValue;
     const { g } = this;
-    const { bs, seqlensK } = this.sharedValues();
-    const S = g.op('Slice', [bs, g.ints([1]), g.ints([2])]);
+    const { S, seqlensK } = this.sharedValues();
     const first = g.op('Sub', [g.op('Add', [g.op('Cast', [seqlensK], { to: TO_INT64 }), g.ints(1)]), S]);
     const steps = g.op('Range', [g.ints(0), g.op('Squeeze', [S, g.ints([0])]), g.ints(1)]);
     this.positionsValue = g.op('Add', [g.op('Unsqueeze', [first, g.ints([1])]), g.op('Unsqueeze', [steps, g.ints([0])])]);
@@ -169,10 +183,7 @@ export class AttentionLowering {
         }
       }
     }
-    const fused = form === 'half' && this.o.kvDtype === 'float16';
-    const make = (name: string, data: Float32Array) => fused
-      ? this.g.initializer(`${name}.${key}`, 'float16', [n, width], () => f32ToF16(data))
-      : this.g.initializer(`${name}.${key}`, 'float32', [n, width], data);
+    const make = (name: string, data: Float32Array) => this.g.initializer(`${name}.${key}`, 'float32', [n, width], data);
     tables = { cos: make('rope_cos', cos), sin: make('rope_sin', sin) };
     this.ropeCache.set(key, tables);
     return tables;

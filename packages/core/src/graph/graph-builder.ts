@@ -125,17 +125,24 @@ export class GraphBuilder {
     return this.constant('float32', [], [value]);
   }
 
-  /** Add a node with several outputs. `''` marks an omitted optional input. */
+  /**
+   * Add a node with several outputs. `''` marks an omitted optional input. `outputNames` gives outputs fixed names
+   * (e.g. a graph output's, so the node writes straight into a buffer bound to it rather than through an Identity);
+   * `undefined` entries get generated names.
+   */
   node(
     opType: string,
     inputs: readonly string[],
     attrs: Record<string, AttrValue> = {},
-    opts: { domain?: string; outputs?: number; name?: string } = {},
+    opts: { domain?: string; outputs?: number; name?: string; outputNames?: ReadonlyArray<string | undefined> } = {},
   ): string[] {
     const base = opts.name ?? opType;
     const nodeName = this.unique(base);
     const n = opts.outputs ?? 1;
-    const outputs = Array.from({ length: n }, (_, i) => this.unique(n === 1 ? `${base}_out` : `${base}_out${i}`));
+    const outputs = Array.from({ length: n }, (_, i) => {
+      const fixed = opts.outputNames?.[i];
+      return fixed !== undefined ? this.claim(fixed) : this.unique(n === 1 ? `${base}_out` : `${base}_out${i}`);
+    });
     const attribute = Object.entries(attrs).map(([k, v]) => toAttr(k, v));
     this.nodes.push({ opType, domain: opts.domain ?? '', input: [...inputs], output: outputs, name: nodeName, attribute });
     return outputs;

@@ -103,10 +103,9 @@ export function createGraphContext(options: GraphContextOptions): GraphContextV1
   const lowering = (io: { inputIds?: string; hidden?: string }) => {
     attention = new AttentionLowering({
       g,
-      fused: supports('com.microsoft', 'GroupQueryAttention'),
+      supports: (op) => supports('com.microsoft', op),
       kvDtype,
       maxLen: options.maxLen ?? config.maxPositionEmbeddings,
-      numLayers: config.numLayers,
     }, io);
   };
 
@@ -137,11 +136,11 @@ export function createGraphContext(options: GraphContextOptions): GraphContextV1
     },
     outputs({ logits }) {
       g.output(logits, GRAPH_IO.logits, 'float32', ['logit_rows', config.vocabSize]);
-      for (const [i, present] of (attention?.presents ?? []).entries()) {
-        if (!present) continue;
-        const kv = ['batch', config.numKvHeads, 'max_len', config.headDim];
-        g.output(present.key, GRAPH_IO.presentKey(i), kvDtype, kv);
-        g.output(present.value, GRAPH_IO.presentValue(i), kvDtype, kv);
+      for (const [i, fresh] of (attention?.newKv ?? []).entries()) {
+        if (!fresh) continue;
+        const kv = ['batch', config.numKvHeads, 'step', config.headDim];
+        g.output(fresh.key, GRAPH_IO.newKey(i), kvDtype, kv);
+        g.output(fresh.value, GRAPH_IO.newValue(i), kvDtype, kv);
       }
     },
     attention(layer, q, k, v, spec) {

@@ -7,9 +7,9 @@
  *          total_sequence_length int32 [1]: the largest past + S of the batch;
  *          logits_indices int64 [M]: which of the B·S rows get logits;
  *          past_key.{i} / past_value.{i} [B, numKvHeads, maxLen, headDim] (the KV dtype): the cache rows of the
- *          batch's slots, bound by the engine as the present outputs too, so each step writes its new positions in
- *          place.
- * Outputs: logits float32 [M, vocab]; present_key.{i} / present_value.{i}: the same buffers as past.
+ *          batch's slots, read-only: row b's first past_b = seqlens_k[b] + 1 − S positions are its context.
+ * Outputs: logits float32 [M, vocab]; new_key.{i} / new_value.{i} [B, numKvHeads, S, headDim] (the KV dtype): the
+ *          step's keys (rotated) and values, which the engine writes into the cache at positions past_b…past_b+S−1.
  * Token t of row b sits at position past_b + t.
  */
 export const GRAPH_IO = {
@@ -20,8 +20,8 @@ export const GRAPH_IO = {
   pastKey: (layer: number) => `past_key.${layer}`,
   pastValue: (layer: number) => `past_value.${layer}`,
   logits: 'logits',
-  presentKey: (layer: number) => `present_key.${layer}`,
-  presentValue: (layer: number) => `present_value.${layer}`,
+  newKey: (layer: number) => `new_key.${layer}`,
+  newValue: (layer: number) => `new_value.${layer}`,
 } as const;
 
 /**

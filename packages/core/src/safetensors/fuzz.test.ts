@@ -10,6 +10,7 @@ import { DTYPE_BYTES, DTYPES, type DType } from '../tensor/dtype.js';
 import { MAX_HEADER_BYTES } from './format.js';
 import { SafetensorsFile } from './reader.js';
 import { writeSafetensors, type TensorEntry } from './writer.js';
+import { prng } from '../__fixtures__/prng.js';
 
 /** Fixed, so failures reproduce; QLLM_FUZZ_SEED explores others. */
 const SEED = process.env.QLLM_FUZZ_SEED ? Number(process.env.QLLM_FUZZ_SEED) : 20_251_130;
@@ -17,17 +18,6 @@ const CASES = 1200;
 /** No single case may take longer than this (a hang or a quadratic blow-up shows here first). */
 const CASE_BUDGET_MS = 2000;
 
-/** mulberry32: a tiny deterministic PRNG with uniform output in [0, 1). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // The validator: the rules of the format (huggingface/safetensors), plus qllm's documented limits (its dtypes,

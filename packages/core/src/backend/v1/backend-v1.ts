@@ -11,32 +11,29 @@ export interface BackendSessionOptions {
 
 /**
  * A buffer that lives with the backend across runs (the KV cache): zero-filled at allocation, row-major, with rows
- * along axis 0 (the cache's sequence slots). Views of it are fed as inputs and bound as outputs, so a graph that
- * writes into it in place (GroupQueryAttention's shared past/present) costs no copy.
+ * along axis 0 (the cache's sequence slots) and [heads, positions, width] in each row. Views of its rows are fed to
+ * runs as inputs, never copied; a run's new entries are written into it with `writePositions`.
  */
 export interface BackendBufferV1 {
   readonly dtype: 'F32' | 'F16';
   readonly shape: readonly number[];
   readonly byteLength: number;
-  /** Rows [first, first + count) along axis 0, as a value to feed or bind. The same rows give the same object. */
+  /** Rows [first, first + count) along axis 0, as a value to feed. The same rows give the same object. */
   rows(first: number, count: number): BackendValue;
-  /** Copy positions [0, length) along axis 2 of row `src` into row `dst` (a forked sequence's cached prompt). */
+  /**
+   * Write `source` (a run's output [batch, heads, S, width] of this buffer's dtype) row `sourceRow` into row `row` at
+   * positions [position, position + S).
+   */
+  writePositions(row: number, position: number, source: BackendValue, sourceRow: number): void;
+  /** Copy positions [0, length) of row `src` into row `dst` (a forked sequence's cached prompt). */
   copyPositions(src: number, dst: number, length: number): void;
-}
-
-export interface BackendRunOptions {
-  /** Outputs written into these values (views of a BackendBufferV1) rather than fresh ones; not returned. */
-  bind?: Record<string, BackendValue>;
 }
 
 export interface BackendSessionV1 {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
-  /**
-   * Run the graph. Feeds are host tensors or values a previous run returned or a buffer's views; outputs named in
-   * `options.bind` are written in place, the others returned.
-   */
-  run(feeds: Record<string, HostTensor | BackendValue>, options?: BackendRunOptions): Promise<Record<string, BackendValue>>;
+  /** Run the graph. Feeds are host tensors, values a previous run returned, or a buffer's row views. */
+  run(feeds: Record<string, HostTensor | BackendValue>): Promise<Record<string, BackendValue>>;
   /** A persistent zero-filled buffer (throws a clear error when the memory cannot be had). */
   allocate(dtype: 'F32' | 'F16', shape: readonly number[]): BackendBufferV1;
   /** Copy a backend value to host memory. */

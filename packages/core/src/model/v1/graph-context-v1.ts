@@ -6,7 +6,10 @@ export interface GraphOpsV1 {
   /** Add a node with one output; returns its value name. */
   op(opType: string, inputs: readonly string[], attrs?: Record<string, AttrValue>, opts?: { domain?: string; name?: string }): string;
   /** Add a node with several outputs. `''` marks an omitted optional input. */
-  node(opType: string, inputs: readonly string[], attrs?: Record<string, AttrValue>, opts?: { domain?: string; outputs?: number; name?: string }): string[];
+  node(
+    opType: string, inputs: readonly string[], attrs?: Record<string, AttrValue>,
+    opts?: { domain?: string; outputs?: number; name?: string; outputNames?: ReadonlyArray<string | undefined> },
+  ): string[];
   /** A named initializer; `data` may be a function, called once when the model is built. */
   initializer(name: string, elemType: ElemType, shape: number[], data: InitializerData): string;
   /** A small constant. */
