@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { MAX_BACKEND_THREADS, quantize } from 'qllm';
 import { collect, int, num, positiveInt } from './options.js';
+import { describeEnvironment, environmentLine } from './env.js';
 
 export function quantizeCommand(): Command {
   return new Command('quantize')
@@ -21,6 +22,7 @@ export function quantizeCommand(): Command {
     .option('--overwrite', 'replace an existing output folder')
     .action(async (opts) => {
       if (!opts.calibration?.length && !opts.ceval) throw new Error('give calibration data: --calibration FILE and/or --ceval DIR');
+      process.stderr.write(`${environmentLine(await describeEnvironment('cpu'))}\n`);
       const { readPtqConfigFile, defaultSmoothQuantPreset } = await import('@qllm/quant-smoothquant');
       const base = opts.config ? await readPtqConfigFile(opts.config) : defaultSmoothQuantPreset();
       const config = {
