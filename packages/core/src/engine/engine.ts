@@ -46,8 +46,6 @@ interface Request extends EngineRequestInit {
   firstTokenTime?: number;
   lastTokenTime?: number;
   finishedTime?: number;
-  /** An output is owed (new tokens or a finish) since the last step. */
-  dirty: boolean;
 }
 
 export class Engine {
@@ -110,7 +108,6 @@ export class Engine {
       seqs: Array.from({ length: params.n }, (_, i) => new Sequence(i, prompt, params, init.rng, env)),
       prefilled: 0,
       arrivalTime: init.arrivalTime ?? Date.now() / 1000,
-      dirty: false,
     };
     this.requests.set(id, request);
     this.waiting.push(request);
@@ -165,6 +162,7 @@ export class Engine {
       const logits = await this.config.runner.decode(rows);
       const V = this.config.vocabSize;
       decoding.forEach((s, i) => {
+        if (s.finished) return; // aborted while the step ran
         s.numComputed = s.numTokens;
         s.accept(logits.subarray(i * V, (i + 1) * V));
       });
@@ -188,6 +186,7 @@ export class Engine {
     const to = from + count;
     const done = to === r.promptTokenIds.length;
     const logits = await this.config.runner.prefill(first.slot, r.promptTokenIds.slice(from, to), from, done ? [count - 1] : []);
+    if (r.finishedTime !== undefined) return; // aborted while the chunk ran: its slots are already free
     r.prefilled = to;
     first.numComputed = to;
     if (!done) return;
