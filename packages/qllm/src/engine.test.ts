@@ -7,7 +7,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GRAPH_IO, LLM, SamplingParams, type BackendSessionV1, type PromptInput, type RequestOutput } from 'qllm';
+import { EngineBusyError, GRAPH_IO, LLM, SamplingParams, type BackendSessionV1, type PromptInput, type RequestOutput } from 'qllm';
 import { makeTinyQwen3 } from '@qllm/testing';
 
 let root: string;
@@ -235,5 +235,26 @@ describe('bad input', () => {
     await expect(LLM.create({ model: modelDir, kvCacheBytes: 1024 })).rejects.toThrow(/maxNumSeqs 8 × maxModelLen \d+ positions needs .* more than kvCacheBytes/);
     await expect(LLM.create({ model: modelDir, maxModelLen: 40960, maxNumSeqs: 64, kvCacheBytes: 2 ** 30 })).rejects.toThrow(/lower maxModelLen or maxNumSeqs, or raise kvCacheBytes/);
     await expect(LLM.create({ model: modelDir, maxModelLen: 10 ** 6 })).rejects.toThrow(/exceeds the model's max_position_embeddings/);
+  });
+});
+
+describe('the waiting queue', () => {
+  it('past maxQueue a request fails at once with EngineBusyError, and the queued ones still finish', async () => {
+    const llm = await LLM.create({ model: modelDir, threads: 2, maxNumSeqs: 1, maxModelLen: 64, maxQueue: 1 });
+    try {
+      const params = new SamplingParams({ temperature: 0, maxTokens: 6, ignoreEos: true });
+      const running = llm.generate([idsPrompt(4, 1)], params);
+      await new Promise((resolve) => setTimeout(resolve, 0)); // the first is admitted at the next step
+      const queued = llm.generate([idsPrompt(4, 2)], params);
+      const third = llm.generate([idsPrompt(4, 3)], params);
+      const results = await Promise.allSettled([running, queued, third]);
+      expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'rejected']);
+      const reason = (results[2] as PromiseRejectedResult).reason as Error;
+      expect(reason).toBeInstanceOf(EngineBusyError);
+      expect(reason.message).toMatch(/1 requests are already waiting \(maxQueue 1\)/);
+      for (const r of results.slice(0, 2)) expect((r as PromiseFulfilledResult<RequestOutput[]>).value[0]!.outputs[0]!.tokenIds).toHaveLength(6);
+    } finally {
+      await llm.close();
+    }
   });
 });

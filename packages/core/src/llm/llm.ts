@@ -31,6 +31,8 @@ export interface LLMOptions {
   kvCacheDtype?: KvDtype;
   /** Tokens one engine step may compute (decode rows + prefill chunks; vLLM's max_num_batched_tokens). Default 512. */
   maxNumBatchedTokens?: number;
+  /** Most requests waiting for a KV-cache slot; past it a new request fails with EngineBusyError (a server's 429). Default unbounded. */
+  maxQueue?: number;
   /** Told each phase of the load as it starts (for a progress line). */
   onProgress?: (phase: LoadPhase) => void;
   /** Seed for requests that bring none (default 0, as vLLM). */
@@ -83,6 +85,9 @@ export class LLM {
     }
     this.maxLogprobs = maxLogprobs;
     this.rng = new Rng(options.seed ?? 0);
+    if (options.maxQueue !== undefined && !(Number.isSafeInteger(options.maxQueue) && options.maxQueue >= 0)) {
+      throw new ConfigError(`LLM.maxQueue must be an integer >= 0, got ${String(options.maxQueue)}`);
+    }
     for (const key of ['maxModelLen', 'maxNumSeqs', 'kvCacheBytes', 'maxNumBatchedTokens'] as const) {
       const v = options[key];
       if (v !== undefined && !(Number.isSafeInteger(v) && v >= 1)) throw new ConfigError(`LLM.${key} must be a positive integer, got ${String(v)}`);
@@ -263,6 +268,7 @@ export class LLM {
       eosTokenIds: loaded.folder.generation.eosTokenIds,
       maxModelLen: maxLen,
       maxNumBatchedTokens: o.maxNumBatchedTokens ?? DEFAULT_MAX_NUM_BATCHED_TOKENS,
+      maxQueue: o.maxQueue,
     }));
   }
 
