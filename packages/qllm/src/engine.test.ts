@@ -258,3 +258,23 @@ describe('the waiting queue', () => {
     }
   });
 });
+
+describe('close', () => {
+  it('aborts what is running, ends its streams, and resolves', async () => {
+    const llm = await LLM.create({ model: modelDir, threads: 2, maxNumSeqs: 2, maxModelLen: 256 });
+    const outs: RequestOutput[] = [];
+    let streaming!: () => void;
+    const twoOutputs = new Promise<void>((resolve) => (streaming = resolve));
+    const consumer = (async () => {
+      for await (const out of llm.stream('Today is', new SamplingParams({ temperature: 0, maxTokens: 200, ignoreEos: true }))) {
+        outs.push(out);
+        if (outs.length === 2) streaming();
+      }
+    })();
+    await twoOutputs;
+    await llm.close();
+    await consumer;
+    expect(outs.at(-1)!.finished).toBe(true);
+    expect(outs.at(-1)!.outputs[0]!.finishReason).toBe('abort');
+  });
+});
