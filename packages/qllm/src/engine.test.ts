@@ -278,3 +278,26 @@ describe('close', () => {
     expect(outs.at(-1)!.outputs[0]!.finishReason).toBe('abort');
   });
 });
+
+describe('a float16 KV cache', () => {
+  it('gives the float32 cache\'s greedy tokens and log-probabilities within 1e-2', async () => {
+    const half = await LLM.create({ model: modelDir, threads: 2, maxNumSeqs: 2, maxModelLen: 256, kvCacheDtype: 'float16' });
+    try {
+      const params = new SamplingParams({ temperature: 0, maxTokens: 24, ignoreEos: true, logprobs: 2 });
+      const prompts = [idsPrompt(40, 3), 'The river discovered a letter written in 1894'];
+      const [a, b] = [await solo.generate(prompts, params), await half.generate(prompts, params)];
+      for (const [i, out] of a.entries()) {
+        const ref = out.outputs[0]!;
+        const got = b[i]!.outputs[0]!;
+        const steps = comparableSteps(ref);
+        expect(got.tokenIds.slice(0, steps)).toEqual(ref.tokenIds.slice(0, steps));
+        for (let s = 0; s < steps; s++) {
+          const id = ref.tokenIds[s]!;
+          expect(Math.abs(got.logprobs![s]![id]!.logprob - ref.logprobs![s]![id]!.logprob)).toBeLessThan(1e-2);
+        }
+      }
+    } finally {
+      await half.close();
+    }
+  });
+});
