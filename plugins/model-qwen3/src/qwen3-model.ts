@@ -72,7 +72,7 @@ export const qwen3: ModelArchitectureV1<Qwen3Config> = {
   buildGraph(ctx, c) {
     const { g } = ctx;
     const io = ctx.inputs();
-    let x = g.op('Gather', [ctx.weight('model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]), io.inputIds], { axis: 0 });
+    let x = ctx.embedding('model.embed_tokens.weight', [c.vocabSize, c.hiddenSize], io.inputIds);
     let residual: string | undefined;
     for (let i = 0; i < c.numLayers; i++) {
       const layer = g.withScope(`layers.${i}`, () => decoderLayer(ctx, c, i, x, residual));

@@ -13,6 +13,12 @@ import { GRAPH_IO, LAYER_IO } from './io.js';
 /** The weight tensor of a linear layer. */
 export const linearWeightName = (layer: LinearSpec): string => layer.weight ?? `${layer.name}.weight`;
 
+/**
+ * onnxruntime refuses an initializer over 2 GiB passed in memory ("exceeds the 2147483648 byte limit for embedded
+ * initializer data"); larger matrices are split into row blocks of at most this many bytes.
+ */
+export const MAX_INITIALIZER_BYTES = 2 ** 30;
+
 /** Output columns per Gemm: onnxruntime's fp32 GEMV streams a very wide weight at a quarter of the bandwidth. */
 const MAX_GEMM_COLUMNS = 16384;
 
@@ -49,6 +55,8 @@ export interface GraphContextOptions {
   supportsOp?: (domain: string, opType: string) => boolean;
   /** The KV cache's element type (default float32). */
   kvDtype?: KvDtype;
+  /** Largest float32 initializer in bytes before a matrix is split into row blocks (default MAX_INITIALIZER_BYTES). */
+  maxInitializerBytes?: number;
   /** The longest sequence the graph serves (rotary tables); default config.maxPositionEmbeddings. */
   maxLen?: number;
   builder?: GraphBuilder;
@@ -115,6 +123,23 @@ export function createGraphContext(options: GraphContextOptions): GraphContextV1
     floatWeight,
     floatWeightRows,
     weight: floatWeight,
+    embedding(name, shape, ids) {
+      const [rows, width] = shape;
+      const blockRows = Math.max(1, Math.floor((options.maxInitializerBytes ?? MAX_INITIALIZER_BYTES) / (width * 4)));
+      if (rows <= blockRows) return g.op('Gather', [floatWeight(name, shape), ids], { axis: 0 });
+      // Each block gathers the ids that fall in it (others clamped to a valid row and zeroed), and the blocks add up.
+      let sum: string | undefined;
+      for (let first = 0; first < rows; first += blockRows) {
+        const count = Math.min(blockRows, rows - first);
+        const local = g.op('Sub', [ids, g.ints(first)]);
+        const inBlock = g.op('And', [g.op('GreaterOrEqual', [local, g.ints(0)]), g.op('Less', [local, g.ints(count)])]);
+        const clamped = g.op('Where', [inBlock, local, g.ints(0)]);
+        const rowsOf = g.op('Gather', [floatWeightRows(name, shape, first, count), clamped], { axis: 0 });
+        const part = g.op('Where', [g.op('Unsqueeze', [inBlock, g.ints([1])]), rowsOf, g.scalar(0)]);
+        sum = sum === undefined ? part : g.op('Add', [sum, part]);
+      }
+      return sum!;
+    },
     inputs(): GraphInputsV1 {
       const ids = g.input(GRAPH_IO.inputIds, 'int64', ['batch', 'step']);
       lowering({ inputIds: ids });

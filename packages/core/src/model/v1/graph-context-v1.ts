@@ -65,6 +65,12 @@ export interface GraphContextV1 {
   /** A float checkpoint tensor as a float32 initializer; throws CheckpointError if its shape differs from `shape`. */
   weight(name: string, shape: number[]): string;
   /**
+   * Rows `ids` (int64 [tokens]) of the float checkpoint matrix `name` of `shape` [rows, width]: an embedding lookup.
+   * A matrix over onnxruntime's 2 GiB limit per initializer (Qwen3-8B's 151936 × 4096 float32 embedding) is held in
+   * row blocks and gathered block by block.
+   */
+  embedding(name: string, shape: [number, number], ids: string): string;
+  /**
    * y = x · Wᵀ for a checkpoint linear (weight [out, in]); x is [tokens, in], y [tokens, out].
    * The active quantization method chooses the ops (vLLM's QuantizeMethodBase.apply).
    */
