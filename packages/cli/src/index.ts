@@ -2,9 +2,10 @@ import { Command } from 'commander';
 import { envCommand } from './env.js';
 import { generateCommand } from './generate.js';
 import { quantizeCommand } from './quantize.js';
+import { serveCommand } from './serve.js';
 
 /** The subcommands, in help order: each a factory returning a fresh commander Command. Add new ones here. */
-const commands: ReadonlyArray<() => Command> = [generateCommand, quantizeCommand, envCommand];
+const commands: ReadonlyArray<() => Command> = [generateCommand, quantizeCommand, serveCommand, envCommand];
 
 /** The `qllm` program. */
 export function createProgram(): Command {
