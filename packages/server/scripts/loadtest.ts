@@ -107,6 +107,10 @@ let rejected429 = 0;
 const errors: string[] = [];
 const t0 = performance.now();
 const deadline = t0 + durationS * 1000;
+// RSS once the load has warmed the engine (every KV-cache slot written, whose pages the OS commits on first touch):
+// from here to the end it must stay flat.
+let warm: ReturnType<typeof rssOf> | undefined;
+const warmTimer = setTimeout(() => (warm = rssOf(child.pid!)), durationS * 250);
 
 async function worker(w: number): Promise<void> {
   while (performance.now() < deadline && issued < maxRequests) {
@@ -143,6 +147,7 @@ async function worker(w: number): Promise<void> {
 await Promise.all(Array.from({ length: concurrency }, (_, w) => worker(w)));
 const elapsedS = (performance.now() - t0) / 1000;
 const after = rssOf(child.pid!);
+clearTimeout(warmTimer);
 child.kill('SIGTERM');
 const exitCode = await new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
 
@@ -156,14 +161,15 @@ const result = {
   model, concurrency, durationS: +elapsedS.toFixed(1), maxTokens, requests: { issued, completed, rejected429, errors: errors.length },
   ttftMs: { p50: +pct(ttfts, 50).toFixed(1), p99: +pct(ttfts, 99).toFixed(1) },
   itlMs: { p50: +pct(itls, 50).toFixed(1), p99: +pct(itls, 99).toFixed(1) },
-  tokensPerS: +(tokens / elapsedS).toFixed(1), rss: { before, after }, serverExitCode: exitCode,
+  tokensPerS: +(tokens / elapsedS).toFixed(1), rss: { before, warm, after }, serverExitCode: exitCode,
 };
 console.log(`\nloadtest: ${concurrency} streams for ${elapsedS.toFixed(1)} s on ${model}`);
 console.log(`requests: ${completed} completed of ${issued} issued, ${rejected429} answered 429 (expected under overload), ${errors.length} errors`);
 console.log(`time to first token: p50 ${ms(result.ttftMs.p50)}, p99 ${ms(result.ttftMs.p99)}`);
 console.log(`inter-token latency: p50 ${ms(result.itlMs.p50)}, p99 ${ms(result.itlMs.p99)}`);
 console.log(`throughput: ${result.tokensPerS} generated tok/s aggregate (${tokens} tokens)`);
-console.log(`server RSS: ${before.rssMiB} MiB before, ${after.rssMiB} MiB after (peak ${after.peakMiB} MiB); exit code on SIGTERM: ${exitCode}`);
+console.log(`server RSS: ${before.rssMiB} MiB before, ${warm?.rssMiB ?? '?'} MiB at a quarter of the run, ${after.rssMiB} MiB after ` +
+  `(peak ${after.peakMiB} MiB); exit code on SIGTERM: ${exitCode}`);
 for (const e of errors.slice(0, 5)) console.log(`error: ${e}`);
 console.log(JSON.stringify(result));
 process.exitCode = errors.length === 0 && exitCode === 0 ? 0 : 1;
