@@ -4,9 +4,9 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { ConfigError, type ChatMessage, type RequestOutput } from 'qllm';
-import { checkModel, EventStream, generationContext, parseBody, requestId, unixSeconds, type ServerContext } from './context.js';
-import { badRequest, fromEngine } from './errors.js';
-import { Generation } from './generation.js';
+import { checkModel, generationContext, parseBody, requestId, unixSeconds, type ServerContext } from './context.js';
+import { badRequest } from './errors.js';
+import { Generation, streamGeneration } from './generation.js';
 import { chatLogprobs, type ChatTokenLogprob } from './logprobs.js';
 import { toSamplingParams } from './params.js';
 import { ReasoningSplitter } from './reasoning.js';
@@ -122,22 +122,13 @@ export function registerChat(app: FastifyInstance, ctx: ServerContext): void {
           usage: usage(),
         };
       }
-      const includeUsage = body.stream_options?.include_usage === true;
-      const continuous = includeUsage && body.stream_options?.continuous_usage_stats === true;
-      const sse = new EventStream(reply);
-      const chunk = (extra: object) => ({ id, object: 'chat.completion.chunk', created, model: ctx.modelName, ...extra });
-      const withUsage = () => (includeUsage ? { usage: continuous ? usage() : null } : {});
-      sse.send(chunk({ choices: choices.map((_, index) => ({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null })), ...withUsage() }));
-      try {
-        await generation.run((_, out) => {
-          const deltas = apply(out);
-          if (deltas.length) sse.send(chunk({ choices: deltas, ...withUsage() }));
-        });
-        if (includeUsage) sse.send(chunk({ choices: [], usage: usage() }));
-        sse.end();
-      } catch (e) {
-        sse.end(fromEngine(e));
-      }
+      await streamGeneration(reply, generation, {
+        streamOptions: body.stream_options,
+        chunk: (extra) => ({ id, object: 'chat.completion.chunk', created, model: ctx.modelName, ...extra }),
+        usage,
+        opening: choices.map((_, index) => ({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null })),
+        deltas: (_, out) => apply(out),
+      });
       return reply;
     } finally {
       generation?.close();

@@ -1,9 +1,9 @@
 /** `POST /v1/completions`: OpenAI's legacy completions, as vLLM serves them (batched prompts, token-id prompts, echo). */
 import type { FastifyInstance } from 'fastify';
 import type { PromptInput, RequestOutput } from 'qllm';
-import { checkModel, EventStream, generationContext, parseBody, requestId, unixSeconds, type ServerContext } from './context.js';
-import { badRequest, fromEngine } from './errors.js';
-import { Generation } from './generation.js';
+import { checkModel, generationContext, parseBody, requestId, unixSeconds, type ServerContext } from './context.js';
+import { badRequest } from './errors.js';
+import { Generation, streamGeneration } from './generation.js';
 import { completionLogprobs, type CompletionLogprobs } from './logprobs.js';
 import { toSamplingParams } from './params.js';
 import { completionRequest, type CompletionRequest } from './schemas.js';
@@ -105,20 +105,12 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
           usage: usage(),
         };
       }
-      const includeUsage = body.stream_options?.include_usage === true;
-      const continuous = includeUsage && body.stream_options?.continuous_usage_stats === true;
-      const sse = new EventStream(reply);
-      const chunk = (extra: object) => ({ id, object: 'text_completion', created, model: ctx.modelName, ...extra });
-      try {
-        await generation.run((i, out) => {
-          const deltas = apply(i, out);
-          if (deltas.length) sse.send(chunk({ choices: deltas, ...(includeUsage && { usage: continuous ? usage() : null }) }));
-        });
-        if (includeUsage) sse.send(chunk({ choices: [], usage: usage() }));
-        sse.end();
-      } catch (e) {
-        sse.end(fromEngine(e));
-      }
+      await streamGeneration(reply, generation, {
+        streamOptions: body.stream_options,
+        chunk: (extra) => ({ id, object: 'text_completion', created, model: ctx.modelName, ...extra }),
+        usage,
+        deltas: apply,
+      });
       return reply;
     } finally {
       generation?.close();

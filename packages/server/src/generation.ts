@@ -3,7 +3,9 @@
  * (429 past it), an AbortSignal that a disconnecting client or a shutdown fires (the engine frees the slots at
  * once), the metrics of every output, and errors as OpenAI errors.
  */
+import type { FastifyReply } from 'fastify';
 import type { LLM, PromptInput, RequestOutput, SamplingParams } from 'qllm';
+import { EventStream } from './context.js';
 import { ApiError, fromEngine, tooManyRequests } from './errors.js';
 import type { ServerMetrics } from './metrics.js';
 
@@ -163,4 +165,38 @@ export class Generation {
 
 function promptLength(prompt: PromptInput): number {
   return typeof prompt === 'object' && 'promptTokenIds' in prompt ? prompt.promptTokenIds.length : 0;
+}
+
+/**
+ * Stream a generation as server-sent events, as vLLM does for completions and chat alike: the `opening` choices (if
+ * any), then each output's choice deltas, then — with `stream_options.include_usage` — a usage-only chunk (and the
+ * running usage on every chunk with `continuous_usage_stats`), then `[DONE]`; an engine failure ends the stream with
+ * an error event. `chunk` wraps choices in the endpoint's chunk object.
+ */
+export async function streamGeneration(
+  reply: FastifyReply,
+  generation: Generation,
+  o: {
+    streamOptions: { include_usage?: boolean | null; continuous_usage_stats?: boolean | null } | null | undefined;
+    chunk: (extra: object) => object;
+    usage: () => unknown;
+    deltas: (prompt: number, output: RequestOutput) => unknown[];
+    opening?: unknown[];
+  },
+): Promise<void> {
+  const includeUsage = o.streamOptions?.include_usage === true;
+  const continuous = includeUsage && o.streamOptions?.continuous_usage_stats === true;
+  const sse = new EventStream(reply);
+  const send = (choices: unknown[]) => sse.send(o.chunk({ choices, ...(includeUsage && { usage: continuous ? o.usage() : null }) }));
+  if (o.opening) send(o.opening);
+  try {
+    await generation.run((i, out) => {
+      const deltas = o.deltas(i, out);
+      if (deltas.length) send(deltas);
+    });
+    if (includeUsage) sse.send(o.chunk({ choices: [], usage: o.usage() }));
+    sse.end();
+  } catch (e) {
+    sse.end(fromEngine(e));
+  }
 }
