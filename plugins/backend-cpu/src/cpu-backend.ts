@@ -111,6 +111,10 @@ class CpuBuffer implements BackendBufferV1 {
   readonly byteLength: number;
   private readonly data: Float32Array | Uint16Array;
   private readonly rowSize: number;
+  /** Each row is [heads, positions, width]. */
+  private readonly heads: number;
+  private readonly positions: number;
+  private readonly width: number;
   private readonly views = new Map<string, ort.Tensor>();
 
   constructor(readonly dtype: 'F32' | 'F16', readonly shape: readonly number[]) {
@@ -123,6 +127,10 @@ class CpuBuffer implements BackendBufferV1 {
     }
     this.byteLength = bytes;
     this.rowSize = n / shape[0]!;
+    const [, heads = 1, positions = 1, ...rest] = shape;
+    this.heads = heads;
+    this.positions = positions;
+    this.width = rest.reduce((a, b) => a * b, 1);
   }
 
   rows(first: number, count: number): BackendValue {
@@ -139,8 +147,7 @@ class CpuBuffer implements BackendBufferV1 {
 
   writePositions(row: number, position: number, source: BackendValue, sourceRow: number): void {
     const t = source as ort.Tensor;
-    const [, heads = 1, positions = 1, ...rest] = this.shape;
-    const width = rest.reduce((a, b) => a * b, 1);
+    const { heads, positions, width } = this;
     const steps = t.dims[2]!;
     if (t.dims[1] !== heads || t.dims.slice(3).reduce((a, b) => a * b, 1) !== width || position + steps > positions) {
       throw new RangeError(`cpu backend: cannot write a [${t.dims.join(', ')}] block at position ${position} of a [${this.shape.join(', ')}] buffer`);
@@ -154,8 +161,7 @@ class CpuBuffer implements BackendBufferV1 {
   }
 
   copyPositions(src: number, dst: number, length: number): void {
-    const [, heads = 1, positions = 1, ...rest] = this.shape;
-    const width = rest.reduce((a, b) => a * b, 1);
+    const { heads, positions, width } = this;
     for (let h = 0; h < heads; h++) {
       const from = src * this.rowSize + h * positions * width;
       this.data.copyWithin(dst * this.rowSize + h * positions * width, from, from + length * width);
