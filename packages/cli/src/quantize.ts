@@ -6,7 +6,7 @@ import { describeEnvironment, environmentLine } from './env.js';
 
 export function quantizeCommand(): Command {
   return new Command('quantize')
-    .description('quantize a float checkpoint with SmoothQuant A8W8 (compressed-tensors W8A8 output)')
+    .description("quantize a float checkpoint with SmoothQuant A8W8: compressed-tensors W8A8 for backend 'cpu', Golden Stick's MindFormers layout for 'ascend'")
     .requiredOption('--model <dir>', 'float model folder (Hugging Face layout)')
     .requiredOption('--output <dir>', 'where to write the quantized folder')
     .option('--method <name>', 'quantization method', 'SmoothQuant')
@@ -18,6 +18,7 @@ export function quantizeCommand(): Command {
     .option('--alpha <a>', 'SmoothQuant migration strength α in [0, 1]', num('alpha', (a) => a >= 0 && a <= 1, 'a number in [0, 1]'))
     .addOption(new Option('--outliers-suppression <kind>', 'smooth or none').choices(['smooth', 'none']))
     .addOption(new Option('--act-granularity <g>', 'activation quantization of the global config').choices(['per_tensor', 'per_token']))
+    .addOption(new Option('--backend <target>', "where the checkpoint will run (PTQ config backend): 'cpu' writes compressed-tensors W8A8, 'ascend' Golden Stick's MindFormers layout for vLLM-MindSpore").choices(['cpu', 'ascend']))
     .option('--threads <n>', `backend threads, 1 to ${MAX_BACKEND_THREADS} (default: all cores)`, int('threads', 1, MAX_BACKEND_THREADS))
     .option('--overwrite', 'replace an existing output folder')
     .action(async (opts) => {
@@ -30,6 +31,7 @@ export function quantizeCommand(): Command {
         ...(opts.alpha !== undefined && { algoArgs: { ...base.algoArgs, alpha: opts.alpha } }),
         ...(opts.outliersSuppression && { outliersSuppression: opts.outliersSuppression }),
         ...(opts.actGranularity && { actQuantGranularity: opts.actGranularity }),
+        ...(opts.backend && { backend: opts.backend }),
       };
       const bar = new cliProgress.SingleBar(
         { stream: process.stderr, format: 'calibrating |{bar}| layer {layer}/{layers} · sample {sample}/{samples} · {eta_formatted}', hideCursor: true, noTTYOutput: true, notTTYSchedule: 5000 },

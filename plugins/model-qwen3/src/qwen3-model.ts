@@ -1,5 +1,6 @@
 import { layers, type AttentionSpecV1, type GraphContextV1, type LinearSpec, type ModelArchitectureV1, type TensorSpec } from '@qllm/core';
 import { parseQwen3Config, type Qwen3Config } from './qwen3-config.js';
+import { qwen3TensorNames } from './qwen3-names.js';
 
 const { swiglu } = layers;
 
@@ -30,6 +31,7 @@ export const qwen3: ModelArchitectureV1<Qwen3Config> = {
   specificationVersion: 'v1',
   name: 'Qwen3ForCausalLM',
   parseConfig: parseQwen3Config,
+  tensorNames: qwen3TensorNames,
 
   expectedTensors(c) {
     const specs: TensorSpec[] = [{ name: 'model.embed_tokens.weight', shape: [c.vocabSize, c.hiddenSize] }];

@@ -7,6 +7,14 @@ import { z } from 'zod';
 import { ConfigError, parseWithSchema } from '@qllm/core';
 import { compileSafeRegex } from './safe-regex.js';
 
+/** compressed-tensors' tensor suffixes after a linear's HF module name: the one place they are spelled. */
+export const COMPRESSED_TENSORS_SUFFIX = {
+  weight: '.weight',
+  weightScale: '.weight_scale',
+  inputScale: '.input_scale',
+  inputZeroPoint: '.input_zero_point',
+} as const;
+
 const quantArgs = z.object({
   num_bits: z.literal(8),
   type: z.literal('int'),

@@ -7,8 +7,9 @@
 import {
   CheckpointError, toFloat32, type HostTensor, type Int8MatMulSpec, type LinearContextV1, type LinearMethodV1, type LinearSpec,
 } from '@qllm/core';
+import { COMPRESSED_TENSORS_SUFFIX as S } from './compressed-tensors.js';
 
-async function readFloat(ctx: LinearContextV1, name: string, length: number): Promise<Float32Array> {
+export async function readFloat(ctx: LinearContextV1, name: string, length: number): Promise<Float32Array> {
   const t = await ctx.checkpoint.read(name);
   const values = toFloat32(t);
   if (values.length !== length) {
@@ -36,8 +37,7 @@ export function transposeInt8(src: Int8Array, rows: number, cols: number): Int8A
  * The int8 weight as the [in, out] initializer MatMulIntegerToFloat wants, transposed once at load (a
  * constant-folded Transpose node would cost onnxruntime its weight prepacking: 4× slower GEMMs).
  */
-function int8WeightT(ctx: LinearContextV1, layer: LinearSpec): Int8MatMulSpec['weight'] {
-  const name = `${layer.name}.weight`;
+export function int8WeightT(ctx: LinearContextV1, layer: LinearSpec, name = `${layer.name}.weight`): Int8MatMulSpec['weight'] {
   const info = ctx.checkpoint.info(name);
   if (info.dtype !== 'I8') {
     throw new CheckpointError(`${info.file}: tensor '${name}' has dtype ${info.dtype}, expected I8 for a W8A8 layer`, info.file, name);
@@ -55,7 +55,7 @@ function int8WeightT(ctx: LinearContextV1, layer: LinearSpec): Int8MatMulSpec['w
 }
 
 function weightScale(ctx: LinearContextV1, layer: LinearSpec): string {
-  const name = `${layer.name}.weight_scale`;
+  const name = `${layer.name}${S.weightScale}`;
   ctx.checkpoint.info(name);
   return ctx.g.initializer(name, 'float32', [layer.outFeatures], () => readFloat(ctx, name, layer.outFeatures));
 }
@@ -64,8 +64,8 @@ function weightScale(ctx: LinearContextV1, layer: LinearSpec): string {
 export const staticInt8Linear: LinearMethodV1 = {
   apply(ctx, layer, x) {
     const { checkpoint } = ctx;
-    const scaleName = `${layer.name}.input_scale`;
-    const zpName = `${layer.name}.input_zero_point`;
+    const scaleName = `${layer.name}${S.inputScale}`;
+    const zpName = `${layer.name}${S.inputZeroPoint}`;
     checkpoint.info(scaleName);
     const scale = ctx.g.initializer(scaleName, 'float32', [], () => readFloat(ctx, scaleName, 1));
     const zeroPoint = async (): Promise<number> => {

@@ -1,24 +1,25 @@
 /**
- * SmoothQuant A8W8, offline: calibrate a float checkpoint layer by layer, smooth, quantize to int8, and write a
- * compressed-tensors W8A8 folder (atomically: a temporary folder renamed at the end, under an exclusive lock on the
+ * SmoothQuant A8W8, offline: calibrate a float checkpoint layer by layer, smooth, quantize to int8, and write the
+ * target's layout — compressed-tensors W8A8 for backend 'cpu', Golden Stick's MindFormers layout for 'ascend'
+ * (layout-writer.ts) — (atomically: a temporary folder renamed at the end, under an exclusive lock on the
  * output, never clobbering a folder that appeared meanwhile; see output-folder.ts).
  * Memory stays about one decoder layer plus the calibration activations.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import {
-  backends, ConfigError, loadModelFolder, resolveArchitecture, ShardedSafetensorsWriter, toFloat32,
+  backends, ConfigError, loadModelFolder, recognizeFolder, resolveArchitecture, ShardedSafetensorsWriter, toFloat32,
   type HostTensor, type LinearSpec, type ModelFolder, type OfflineQuantizeOptionsV1, type OfflineQuantizeResultV1, type TensorEntry,
 } from '@qllm/core';
 import { loadCalibrationTexts } from './calibration-data.js';
-import { buildQuantizationConfig } from './compressed-tensors.js';
 import { endToEndFidelity, formatFidelityTable, relativeError, type FidelityReport } from './fidelity.js';
 import { LayerSession, type ChannelRange } from './layer-session.js';
 import { acquireOutputLock, cleanStaleFolders, exists, partialFolderName, publishFolder } from './output-folder.js';
 import { OverlaySource } from './overlay-source.js';
 import { defaultSmoothQuantPreset, parsePtqConfig, resolveLayerConfig, unusedPolicies, type PtqConfig } from './ptq-config.js';
 import { quantizeLayer, type LinearScheme } from './quantize-layer.js';
-import { dynamicPerTokenInt8Linear, staticInt8Linear } from './int8-linear.js';
+import { compressedTensorsWriter, goldenStickWriter, type LayoutWriter } from './layout-writer.js';
+import { NameTable } from './name-table.js';
 
 export type QuantizeOptions = OfflineQuantizeOptionsV1;
 
@@ -26,14 +27,11 @@ export interface QuantizeResult extends OfflineQuantizeResultV1 {
   fidelity: FidelityReport;
 }
 
-const LINEAR_METHODS = { static: staticInt8Linear, dynamic: dynamicPerTokenInt8Linear, float: null } as const;
-
 export async function quantize(options: QuantizeOptions): Promise<QuantizeResult> {
   const start = performance.now();
   const ptq = options.config === undefined && options.layerPolicies === undefined ? defaultSmoothQuantPreset()
     : parsePtqConfig({ ...options.config, ...(options.layerPolicies && { layerPolicies: options.layerPolicies }) });
   if (ptq.mode !== 'quantize') throw new ConfigError(`PTQ config mode '${ptq.mode}': quantize() needs mode 'quantize'`);
-  if (ptq.backend !== 'cpu') throw new ConfigError(`PTQ config backend '${ptq.backend}' is not supported yet; use 'cpu' (compressed-tensors W8A8)`);
   const output = path.resolve(options.output);
   const lock = await acquireOutputLock(output);
   try {
@@ -54,6 +52,8 @@ async function quantizeLocked(options: QuantizeOptions, ptq: PtqConfig, output: 
   try {
     const { architecture, config } = await resolveArchitecture(folder);
     if (folder.config.quantization_config) throw new ConfigError(`${folder.configFile}: the model is already quantized`);
+    const recognized = await recognizeFolder(undefined, folder, { architecture, config });
+    if (recognized) throw new ConfigError(`${folder.dir}: the model is already quantized (${recognized.layout} layout)`);
     const tokenizer = folder.tokenizer;
     if (!tokenizer) throw new ConfigError(`${folder.dir}: no tokenizer.json, needed to tokenize the calibration data`);
     const backend = await backends.get(options.backend ?? 'cpu');
@@ -72,6 +72,9 @@ async function quantizeLocked(options: QuantizeOptions, ptq: PtqConfig, output: 
     const calib = samples.slice(0, samples.length - nHeld);
     const held = nHeld ? samples.slice(samples.length - nHeld) : calib;
 
+    const layout: LayoutWriter = ptq.backend === 'ascend'
+      ? goldenStickWriter(NameTable.of(architecture, config), { tiedEmbeddings: folder.config.tie_word_embeddings === true })
+      : compressedTensorsWriter();
     const linears = architecture.linearLayers(config);
     const layerConfig = new Map(linears.map((l) => [l.name, resolveLayerConfig(ptq, l.name)]));
     const weightOnly = [...layerConfig].find(([, c]) => c.quantize && c.actQuantDtype === null);
@@ -87,7 +90,8 @@ async function quantizeLocked(options: QuantizeOptions, ptq: PtqConfig, output: 
     const writer = new ShardedSafetensorsWriter(tmp, config.numLayers + 1, { format: 'pt' });
     const layerPrefixes = Array.from({ length: config.numLayers }, (_, i) => commonPrefix(linears.filter((l) => l.layer === i).map((l) => l.name)));
     const outside = folder.checkpoint.names().filter((n) => !layerPrefixes.some((p) => n.startsWith(p)));
-    await writer.writeShard(outside.map((n) => copyEntry(folder, n)));
+    const copy = (name: string, as?: string) => copyEntry(folder, name, as);
+    await writer.writeShard(layout.entries(outside, new Map(), new Map(), copy));
 
     const schemes = new Map<string, LinearScheme>();
     const layerErrors: number[] = [];
@@ -107,16 +111,17 @@ async function quantizeLocked(options: QuantizeOptions, ptq: PtqConfig, output: 
 
       const q = await quantizeLayer({
         checkpoint: folder.checkpoint, linears: layerLinears, mappings: architecture.smoothMappings(config, i),
-        configFor: (l: LinearSpec) => layerConfig.get(l.name)!, ranges,
+        configFor: (l: LinearSpec) => layerConfig.get(l.name)!, ranges, smoothing: layout.smoothing,
       });
-      q.warnings.forEach((w) => { warnings.push(w); log(`warning: ${w}`); });
+      const tensors = layout.layerTensors(q);
+      [...q.warnings, ...layout.warnings.splice(0)].forEach((w) => { warnings.push(w); log(`warning: ${w}`); });
       for (const [n, s] of q.schemes) schemes.set(n, s);
 
       // The layer as the runtime will run it, from the tensors about to be written.
       const quantSession = await LayerSession.create({
         ...common,
-        checkpoint: new OverlaySource(folder.checkpoint, q.tensors),
-        linearMethod: (l) => LINEAR_METHODS[q.schemes.get(l.name) ?? 'float'],
+        checkpoint: new OverlaySource(folder.checkpoint, tensors),
+        linearMethod: (l) => layout.linearMethod(l, q),
       });
       let num = 0;
       let den = 0;
@@ -131,16 +136,7 @@ async function quantizeLocked(options: QuantizeOptions, ptq: PtqConfig, output: 
       await quantSession.dispose();
 
       const names = folder.checkpoint.names().filter((n) => n.startsWith(layerPrefixes[i]!));
-      const entries: TensorEntry[] = [];
-      for (const n of names) {
-        const replaced = q.tensors.get(n);
-        entries.push(replaced ? { name: n, ...replaced } : copyEntry(folder, n));
-        const base = n.endsWith('.weight') ? n.slice(0, -'.weight'.length) : undefined;
-        for (const extra of ['weight_scale', 'input_scale', 'input_zero_point']) {
-          const t = base !== undefined ? q.tensors.get(`${base}.${extra}`) : undefined;
-          if (t) entries.push({ name: `${base}.${extra}`, ...t });
-        }
-      }
+      const entries = layout.entries(names, tensors, q.schemes, copy);
       await writer.writeShard(entries);
       calibHidden = nextCalib;
       heldFloat = floatOut;
@@ -165,11 +161,8 @@ async function quantizeLocked(options: QuantizeOptions, ptq: PtqConfig, output: 
 
     // Linears outside the decoder layers (the head) stay float.
     for (const l of linears) if (!schemes.has(l.name)) schemes.set(l.name, 'float');
-    const quantizationConfig = buildQuantizationConfig(schemes, {
-      qllm: { method: 'SmoothQuant', ptq_config: ptq },
-    });
-    const newConfig = { ...folder.config, quantization_config: quantizationConfig };
-    await fs.writeFile(path.join(tmp, 'config.json'), `${JSON.stringify(newConfig, null, 2)}\n`);
+    await layout.finish(tmp, folder.config, schemes, { qllm: { method: 'SmoothQuant', ptq_config: ptq } });
+    layout.warnings.forEach((w) => { warnings.push(w); log(`warning: ${w}`); });
     await writer.finish();
     await fs.writeFile(path.join(tmp, 'fidelity.json'), `${JSON.stringify(fidelity, null, 2)}\n`);
     await copyOtherFiles(folder.dir, tmp);
@@ -183,9 +176,9 @@ async function quantizeLocked(options: QuantizeOptions, ptq: PtqConfig, output: 
   }
 }
 
-function copyEntry(folder: ModelFolder, name: string): TensorEntry {
+function copyEntry(folder: ModelFolder, name: string, as = name): TensorEntry {
   const info = folder.checkpoint.info(name);
-  return { name, dtype: info.dtype, shape: info.shape, data: async () => (await folder.checkpoint.read(name)).data };
+  return { name: as, dtype: info.dtype, shape: info.shape, data: async () => (await folder.checkpoint.read(name)).data };
 }
 
 /** Decoder layer 0's inputs: per sample, rows of the embedding matrix as float32 [tokens, hidden]. */

@@ -41,6 +41,21 @@ export type SmoothMapping =
   | { norm: string; linears: LinearSpec[] }
   | { producer: LinearSpec; producerChannel: (inputChannel: number) => number; linears: LinearSpec[] };
 
+/**
+ * One entry of an architecture's name table: a linear layer or a plain tensor under each checkpoint layout's naming.
+ * Linear entries name the module (a layout adds its own tensor suffixes, e.g. `.weight`, `._layer.weight`); tensor
+ * entries name the whole tensor.
+ */
+export interface TensorNameV1 {
+  /** Layout-independent name, e.g. 'layers.3.attention.q'. */
+  logical: string;
+  kind: 'linear' | 'tensor';
+  /** The Hugging Face name (the one the graph reads). */
+  hf: string;
+  /** The MindFormers name (Golden Stick's checkpoints). */
+  mindformers: string;
+}
+
 /** A model architecture plugin (vLLM's model class): parses its config, names its weights, emits its graph. */
 export interface ModelArchitectureV1<C extends ModelConfigV1 = ModelConfigV1> {
   readonly specificationVersion: 'v1';
@@ -62,4 +77,6 @@ export interface ModelArchitectureV1<C extends ModelConfigV1 = ModelConfigV1> {
   smoothMappings(config: C, layer: number): SmoothMapping[];
   /** Emit the part after the decoder stack alone: LAYER_IO hidden_states [S, hidden] in, `logits` [S, vocab] out. */
   buildHeadGraph(ctx: GraphContextV1, config: C): void;
+  /** The name table: every tensor and linear layer under the HF and MindFormers names (for other layouts' readers and writers). */
+  tensorNames?(config: C): TensorNameV1[];
 }

@@ -1,6 +1,6 @@
 import type { Int8MatMulSpec } from '../../graph/int8-matmul.js';
 import type { TensorSource } from '../../tensor/tensor-source.js';
-import type { LinearSpec, ModelConfigV1 } from '../../model/v1/model-architecture-v1.js';
+import type { LinearSpec, ModelArchitectureV1, ModelConfigV1 } from '../../model/v1/model-architecture-v1.js';
 import type { GraphOpsV1 } from '../../model/v1/graph-context-v1.js';
 
 /** What a linear method may use while lowering one linear layer. */
@@ -24,6 +24,24 @@ export interface LinearMethodV1 {
   apply(ctx: LinearContextV1, layer: LinearSpec, x: string): string;
 }
 
+/** A model folder whose config.json has no quantization_config, as a method sees it when asked to recognise it. */
+export interface CheckpointFolderV1 {
+  dir: string;
+  /** config.json. */
+  config: Record<string, unknown>;
+  checkpoint: TensorSource;
+}
+
+/** A checkpoint a method recognised by more than config.json (its tensor names, a description file). */
+export interface RecognizedCheckpointV1 {
+  /** Which layout it is (e.g. 'golden-stick'), for messages. */
+  layout: string;
+  /** Stands for config.json's quantization_config: what getLinearMethod receives. */
+  quantizationConfig: Record<string, unknown>;
+  /** The checkpoint as the architecture names it (e.g. MindFormers names read under HF names). */
+  checkpoint: TensorSource;
+}
+
 /** A quantization method plugin's online half (vLLM's QuantizationConfig). */
 export interface QuantizationMethodV1 {
   readonly specificationVersion: 'v1';
@@ -32,6 +50,14 @@ export interface QuantizationMethodV1 {
   recognizes(quantizationConfig: Record<string, unknown>): boolean;
   /** The method for one linear layer of a loaded model (null: leave it unquantized). */
   getLinearMethod(layer: LinearSpec, model: { config: ModelConfigV1; quantizationConfig?: Record<string, unknown> }): LinearMethodV1 | null;
+  /**
+   * Recognise a checkpoint whose config.json has no quantization_config (e.g. Golden Stick's MindFormers layout, by
+   * its tensor names), once per load; undefined when it is not this method's.
+   */
+  recognizeFolder?(
+    folder: CheckpointFolderV1,
+    model: { architecture: ModelArchitectureV1<ModelConfigV1>; config: ModelConfigV1 },
+  ): Promise<RecognizedCheckpointV1 | undefined>;
   /** The offline half, for methods that quantize checkpoints themselves. */
   quantize?(options: OfflineQuantizeOptionsV1): Promise<OfflineQuantizeResultV1>;
 }
