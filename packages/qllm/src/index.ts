@@ -17,6 +17,9 @@ export function registerBuiltinPlugins(): void {
   if (!backends.has('cpu')) {
     backends.register('cpu', { load: async () => (await import('@qllm/backend-cpu')).cpu });
   }
+  if (!backends.has('ascend')) {
+    backends.register('ascend', { load: async () => (await import('@qllm/backend-ascend')).ascend });
+  }
 }
 
 registerBuiltinPlugins();

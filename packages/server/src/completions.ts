@@ -23,6 +23,8 @@ async function prompts(ctx: ServerContext, prompt: CompletionRequest['prompt']):
 
 interface Choice {
   text: string;
+  /** The output's token ids so far (for return_token_ids). */
+  ids: number[];
   tokens: number;
   finishReason: string | null;
   stopReason: number | string | null;
@@ -31,6 +33,8 @@ interface Choice {
   offset: number;
   /** Whether the echoed prompt was sent. */
   started: boolean;
+  /** Whether the prompt's token ids were sent (return_token_ids, streamed). */
+  idsStarted: boolean;
 }
 
 export function registerCompletions(app: FastifyInstance, ctx: ServerContext): void {
@@ -53,7 +57,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     const created = unixSeconds();
     const echo = list.map((p) => (body.echo ? (p.text ?? ctx.tokenizer.decode(p.ids)) : ''));
     const choices: Choice[] = list.flatMap((_, i) =>
-      Array.from({ length: n }, () => ({ text: '', tokens: 0, finishReason: null, stopReason: null, logprobs: null, offset: echo[i]!.length, started: false })),
+      Array.from({ length: n }, () => ({ text: '', ids: [], tokens: 0, finishReason: null, stopReason: null, logprobs: null, offset: echo[i]!.length, started: false, idsStarted: false })),
     );
     const promptTokens = list.reduce((a, p) => a + p.ids.length, 0);
     const usage = () => {
@@ -70,6 +74,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
         if (c.finishReason !== null) return [];
         const text = (c.started ? '' : echo[i]!) + o.text;
         c.started = true;
+        if (body.return_token_ids) c.ids.push(...o.tokenIds);
         const lp = k !== undefined && o.logprobs ? completionLogprobs(o.tokenIds, o.logprobs, k, tokenText, c.offset) : null;
         c.text += text;
         c.tokens += o.tokenIds.length;
@@ -80,7 +85,10 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
           c.stopReason = o.stopReason;
         }
         if (!text && !o.finishReason && !o.tokenIds.length) return [];
-        return [{ index, text, logprobs: lp, finish_reason: o.finishReason, stop_reason: o.finishReason ? o.stopReason : null }];
+        // vLLM's return_token_ids: the prompt's ids in a choice's first chunk, the new output ids in every chunk.
+        const ids = body.return_token_ids ? { ...(!c.idsStarted && { prompt_token_ids: list[i]!.ids }), token_ids: o.tokenIds } : {};
+        c.idsStarted = true;
+        return [{ index, text, logprobs: lp, finish_reason: o.finishReason, stop_reason: o.finishReason ? o.stopReason : null, ...ids }];
       });
 
     const gctx = generationContext(ctx, request, reply);
@@ -101,6 +109,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
             finish_reason: c.finishReason,
             stop_reason: c.stopReason,
             prompt_logprobs: null,
+            ...(body.return_token_ids && { prompt_token_ids: list[Math.floor(index / n)]!.ids, token_ids: c.ids }),
           })),
           usage: usage(),
         };

@@ -72,7 +72,8 @@ const prompt = z.union(
 );
 
 export const completionRequest = z.strictObject(
-  { ...sampling, prompt, logprobs: int().nullish(), echo: bool().nullish() },
+  // vLLM's return_token_ids: each choice carries its prompt's and its output's token ids (streamed: the output's new ones).
+  { ...sampling, prompt, logprobs: int().nullish(), echo: bool().nullish(), return_token_ids: bool().nullish() },
   expected('a JSON object'),
 );
 export type CompletionRequest = z.infer<typeof completionRequest>;

@@ -136,3 +136,6 @@ export function runBackendConformance(backend: BackendV1, options: BackendConfor
     });
   });
 }
+
+/** The model-level checks through `LLM`, for remote backends (no session) and any other: see llm-conformance.ts. */
+export { runLlmConformance, type LlmConformanceSubject } from './llm-conformance.js';

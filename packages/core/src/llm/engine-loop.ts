@@ -6,8 +6,20 @@
 import type { Engine, EngineRequestInit } from '../engine/engine.js';
 import type { RequestOutput } from './outputs.js';
 
+/**
+ * What an LLM drives: the local engine's loop, or a remote backend's (RemoteLoop). Whoever adds a request gets an
+ * iterator of its outputs; abort ends it (a final output with finish reason 'abort').
+ */
+export interface GenerationLoop {
+  add(id: string, init: EngineRequestInit): AsyncIterableIterator<RequestOutput>;
+  abort(id: string): void;
+  stats(): { running: number; waiting: number; slotsInUse: number };
+  /** Abort every request and wait until they have stopped. */
+  close(): Promise<void>;
+}
+
 /** An async queue of one request's outputs. */
-class Channel implements AsyncIterableIterator<RequestOutput> {
+export class Channel implements AsyncIterableIterator<RequestOutput> {
   private readonly items: RequestOutput[] = [];
   private waiter?: { resolve: (r: IteratorResult<RequestOutput>) => void; reject: (e: unknown) => void };
   private done = false;
@@ -48,7 +60,7 @@ class Channel implements AsyncIterableIterator<RequestOutput> {
   }
 }
 
-export class EngineLoop {
+export class EngineLoop implements GenerationLoop {
   private readonly channels = new Map<string, Channel>();
   private running?: Promise<void>;
 
@@ -68,6 +80,10 @@ export class EngineLoop {
 
   abort(id: string): void {
     this.engine.abort(id);
+  }
+
+  stats(): { running: number; waiting: number; slotsInUse: number } {
+    return this.engine.stats();
   }
 
   /** Abort every request and wait for the loop to deliver their final outputs and stop. */

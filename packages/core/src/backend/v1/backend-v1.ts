@@ -1,5 +1,6 @@
 import type { HostTensor } from '../../tensor/dtype.js';
 import type { BuiltModel } from '../../graph/graph-builder.js';
+import type { RemoteEngineOptionsV1, RemoteEngineV1 } from './remote-engine-v1.js';
 
 /** A value that lives with the backend (e.g. a KV cache tensor); opaque to the engine. */
 export type BackendValue = { readonly __backendValue: true } | object;
@@ -64,6 +65,11 @@ export interface Int8GemmChoice {
   exact: Readonly<Record<Int8GemmForm, boolean>>;
 }
 
+/** What a probe may be told: the model folder about to run, so a message can say how to run it elsewhere. */
+export interface BackendProbeOptions {
+  model?: string;
+}
+
 export interface BackendAvailability {
   available: boolean;
   /** Why not, when unavailable (e.g. 'no Ascend NPU: /dev/davinci0 not found'). */
@@ -74,7 +80,7 @@ export interface BackendAvailability {
 export interface BackendV1 {
   readonly specificationVersion: 'v1';
   readonly name: string;
-  isAvailable(): Promise<BackendAvailability>;
+  isAvailable(options?: BackendProbeOptions): Promise<BackendAvailability>;
   /** Higher wins when no backend is named (detect → score → pick one). */
   score(): number;
   /** Whether the backend runs this op (lets the graph prefer fused ops where they exist). */
@@ -87,4 +93,11 @@ export interface BackendV1 {
   int8GemmForm?(): Promise<Int8GemmChoice>;
   /** Facts for bug reports (`qllm env`): device, features, library versions, as label → value. */
   describe?(): Promise<Record<string, string>>;
+  /**
+   * A backend that runs models in a server rather than as a graph in this process (vLLM-MindSpore on an Ascend NPU)
+   * has this: `LLM` then drives the server through it (generate, stream, chat keep their semantics; the tokenizer,
+   * stop strings and outputs stay with the LLM) instead of building a graph. With `options.server` it attaches to that
+   * server; otherwise it starts one where it can. Such a backend's createSession throws.
+   */
+  createRemoteEngine?(options: RemoteEngineOptionsV1): Promise<RemoteEngineV1>;
 }

@@ -1,0 +1,3 @@
+import { qllmProject } from '../../vitest.shared.ts';
+
+export default qllmProject('@qllm/backend-ascend');
