@@ -6,7 +6,7 @@
  */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { LLM, SamplingParams, type KvDtype, type RequestOutput } from 'qllm';
+import { LLM, SamplingParams, type KvDtype, type LmHeadOption, type RequestOutput } from 'qllm';
 
 const { values } = parseArgs({
   options: {
@@ -15,10 +15,12 @@ const { values } = parseArgs({
     decode: { type: 'string', default: '64' },
     prefill: { type: 'string', default: '128' },
     'kv-dtype': { type: 'string', default: 'float32' },
+    'lm-head': { type: 'string', default: 'float' },
   },
 });
 const threads = Number(values.threads);
 const kvCacheDtype = values['kv-dtype'] as KvDtype;
+const lmHead = values['lm-head'] as LmHeadOption;
 const nPrefill = Number(values.prefill);
 const nDecode = Number(values.decode);
 const ids = (n: number, salt: number) => ({ promptTokenIds: Array.from({ length: n }, (_, i) => 100 + ((i * 7919 + salt * 104729) % 150000)) });
@@ -26,7 +28,7 @@ const greedy = (maxTokens: number) => new SamplingParams({ temperature: 0, maxTo
 
 // Phase 1: 16 slots of 256 positions.
 const t0 = performance.now();
-const llm = new LLM({ model: values.model!, threads, maxNumSeqs: 16, maxModelLen: 256, kvCacheDtype });
+const llm = new LLM({ model: values.model!, threads, maxNumSeqs: 16, maxModelLen: 256, kvCacheDtype, lmHead });
 const loaded = await llm.ready();
 const loadS = (performance.now() - t0) / 1000;
 await llm.generate([ids(8, 0)], greedy(2)); // warm-up
@@ -53,7 +55,7 @@ const peakRssGiB = process.resourceUsage().maxRSS / 2 ** 20;
 await llm.close();
 
 // Phase 2: one slot of 2112 positions: the decode step at short and long context.
-const long = new LLM({ model: values.model!, threads, maxNumSeqs: 1, maxModelLen: 2112, kvCacheDtype });
+const long = new LLM({ model: values.model!, threads, maxNumSeqs: 1, maxModelLen: 2112, kvCacheDtype, lmHead });
 await long.ready();
 const stepMs: Record<number, number> = {};
 for (const context of [32, 2048]) {
@@ -64,6 +66,7 @@ await long.close();
 
 console.log(JSON.stringify({
   quantization: loaded.quantization?.name ?? 'none',
+  lmHead,
   kvCacheDtype,
   loadS: +loadS.toFixed(2),
   prefillTokPerS: +((nPrefill / bestPrefill) * 1000).toFixed(1),

@@ -11,6 +11,7 @@ import {
   type SamplingParamsInit,
 } from 'qllm';
 import { describeEnvironment, environmentLine } from './env.js';
+import { addLoadFlags, loadOptions } from './load-flags.js';
 import { checked, int, num, parseTokenIds } from './options.js';
 
 /** A text prompt as given: inline (--prompt) or a file's whole text (--prompt-file). */
@@ -63,11 +64,12 @@ async function readPrompts(texts: TextSource[], idLists: IdsSource[]): Promise<P
 export function generateCommand(): Command {
   const texts: TextSource[] = [];
   const idLists: IdsSource[] = [];
-  return new Command('generate')
+  return addLoadFlags(new Command('generate'))
     .description('generate completions for prompts (vLLM-style offline inference)')
     .requiredOption('--model <dir>', 'model folder (Hugging Face layout)')
     .option('--quantization <name>', 'quantization method (detected from config.json when omitted)')
     .option('--backend <name>', 'backend (default: best available)')
+    .option('--server <url>', "an OpenAI-compatible server already serving the folder, driven by a remote backend (e.g. --backend ascend with vLLM-MindSpore's URL)")
     .option('--prompt <text>', 'a text prompt (repeatable)', into(texts, (text) => ({ text })))
     .option('--prompt-file <file>', "a text prompt: the file's whole text, as is (repeatable)", into(texts, (file) => ({ file })))
     .option('--prompt-token-ids <ids>', 'a prompt as comma-separated token ids (repeatable)',
@@ -94,8 +96,8 @@ export function generateCommand(): Command {
       if (!prompts.length) throw new Error('give at least one --prompt, --prompt-file, --prompt-token-ids or --prompt-token-ids-file');
       const t0 = performance.now();
       const llm = new LLM({
-        model: opts.model, quantization: opts.quantization, backend: opts.backend, threads: opts.threads, maxLogprobs,
-        onProgress: (phase) => process.stderr.write(`loading ${opts.model}: ${phase}…\n`),
+        model: opts.model, quantization: opts.quantization, backend: opts.backend, server: opts.server, threads: opts.threads, maxLogprobs,
+        ...loadOptions(opts),
       });
       const loaded = await llm.ready();
       process.stderr.write(`loaded ${opts.model} (${loaded.config.architecture}, backend ${loaded.backend.name}` +

@@ -1,11 +1,13 @@
 import { Command } from 'commander';
 import { envCommand } from './env.js';
+import { exportGgufCommand } from './export-gguf.js';
 import { generateCommand } from './generate.js';
+import { inspectCommand } from './inspect.js';
 import { quantizeCommand } from './quantize.js';
 import { serveCommand } from './serve.js';
 
 /** The subcommands, in help order: each a factory returning a fresh commander Command. Add new ones here. */
-const commands: ReadonlyArray<() => Command> = [generateCommand, quantizeCommand, serveCommand, envCommand];
+const commands: ReadonlyArray<() => Command> = [generateCommand, quantizeCommand, serveCommand, exportGgufCommand, envCommand, inspectCommand];
 
 /** The `qllm` program. */
 export function createProgram(): Command {

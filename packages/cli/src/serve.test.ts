@@ -75,6 +75,22 @@ describe('qllm serve', () => {
     }
   });
 
+  it("is the peer of `qllm generate --backend ascend --server URL`: the same greedy output as the local CPU run", async () => {
+    const { child, url } = await serve(['--max-num-seqs', '2', '--max-model-len', '512']);
+    try {
+      const args = ['generate', '--model', modelDir, '--prompt', 'Today is', '--max-tokens', '6', '--temperature', '0', '--threads', '2', '--json'];
+      const local = await run(process.execPath, [...nodeArgs, ...args]);
+      const remote = await run(process.execPath, [...nodeArgs, ...args, '--backend', 'ascend', '--server', url]);
+      const pick = (stdout: string) => (JSON.parse(stdout) as Array<{ outputs: Array<{ token_ids: number[]; text: string; finish_reason: string }> }>)
+        .map((o) => o.outputs.map(({ token_ids, text, finish_reason }) => ({ token_ids, text, finish_reason })));
+      expect(pick(remote.stdout)).toEqual(pick(local.stdout));
+      expect(pick(local.stdout)[0]![0]!.token_ids).toHaveLength(6);
+      expect(remote.stderr).toContain('backend ascend');
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
   it('rejects a bad flag naming it, before loading anything', async () => {
     const err = await run(process.execPath, [...nodeArgs, 'serve', '--model', modelDir, '--port', '70000']).catch((e: { code: number; stderr: string }) => e);
     expect((err as { code: number }).code).toBe(1);

@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { DEFAULT_MAX_LOGPROBS, LLM, MAX_BACKEND_THREADS } from 'qllm';
 import { describeEnvironment, environmentLine } from './env.js';
+import { addLoadFlags, loadOptions } from './load-flags.js';
 import { int, num, positiveInt } from './options.js';
 
 /** @qllm/server's DEFAULT_MAX_QUEUE (the server loads only when serving, so the help does not import it; a test checks). */
@@ -12,7 +13,7 @@ export const SERVE_DEFAULT_MAX_QUEUE = 64;
  * connections, running requests get `--shutdown-timeout` seconds to finish, then are aborted; exit code 0.
  */
 export function serveCommand(): Command {
-  return new Command('serve')
+  return addLoadFlags(new Command('serve'))
     .description('serve a model over an OpenAI-compatible HTTP API (vLLM\'s `vllm serve`)')
     .requiredOption('--model <dir>', 'model folder (Hugging Face layout)')
     .option('--quantization <name>', 'quantization method (detected from config.json when omitted)')
@@ -36,7 +37,7 @@ export function serveCommand(): Command {
         model: opts.model, quantization: opts.quantization, backend: opts.backend, threads: opts.threads,
         maxNumSeqs: opts.maxNumSeqs, maxModelLen: opts.maxModelLen, kvCacheBytes: opts.kvCacheBytes,
         kvCacheDtype: opts.kvCacheDtype, maxLogprobs: opts.maxLogprobs,
-        onProgress: (phase) => process.stderr.write(`loading ${opts.model}: ${phase}…\n`),
+        ...loadOptions(opts),
       });
       const loaded = await llm.ready();
       const layout = await llm.cacheLayout();

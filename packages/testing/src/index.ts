@@ -9,3 +9,5 @@ export type { GoldenName, GoldenPrompt } from './golden.js';
 export type { LinearHook, Qwen3ReferenceOptions } from './reference.js';
 export { loadW8A8Checkpoint, loadW8A8Reference, matchQuantGroup, roundHalfEven } from './w8a8-reference.js';
 export type { CompressedTensorsConfig, QuantArgs, W8A8Checkpoint, W8A8Input, W8A8Linear } from './w8a8-reference.js';
+export { goldenStickNames, loadGoldenStickCheckpoint, loadGoldenStickReference } from './golden-stick-reference.js';
+export type { GoldenStickCheckpoint, GoldenStickSimLinear } from './golden-stick-reference.js';

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import * as ort from 'onnxruntime-node';
 import {
-  ConfigError, INT8_GEMM_FORMS,
+  ConfigError, INT8_GEMM_FORMS, isModelOnDisk,
   type BackendBufferV1, type BackendSessionOptions, type BackendSessionV1, type BackendV1, type BackendValue, type BuiltModel, type DType, type HostTensor,
   type Int8GemmChoice, type Int8GemmForm,
 } from '@qllm/core';
@@ -19,6 +19,11 @@ export interface CpuBackendSettings {
    * found inexact on this CPU is refused.
    */
   int8Form?: Int8GemmForm;
+  /**
+   * Write onnxruntime's per-kernel profile (Chrome trace JSON) with this file prefix when a session is disposed (also
+   * `QLLM_ORT_PROFILE=prefix`): where a step's time goes.
+   */
+  profilePrefix?: string;
 }
 
 /** The forms in order of preference, fastest first where exact (BENCHMARKS.md, "int8 GEMM forms"). */
@@ -50,7 +55,7 @@ function isHost(v: HostTensor | BackendValue): v is HostTensor {
 }
 
 class CpuSession implements BackendSessionV1 {
-  constructor(private readonly session: ort.InferenceSession) {}
+  constructor(private readonly session: ort.InferenceSession, private readonly profiling = false) {}
 
   get inputNames() {
     return this.session.inputNames;
@@ -82,6 +87,7 @@ class CpuSession implements BackendSessionV1 {
   }
 
   async dispose(): Promise<void> {
+    if (this.profiling) this.session.endProfiling();
     await this.session.release();
   }
 }
@@ -181,15 +187,20 @@ export function createCpuBackend(settings: CpuBackendSettings = {}): BackendV1 {
     score: () => 1,
     supportsOp: (domain, opType) => domain === '' || domain === 'ai.onnx' || (domain === 'com.microsoft' && CONTRIB_OPS.has(opType)),
     async createSession(model: BuiltModel, options: BackendSessionOptions = {}) {
-      const session = await ort.InferenceSession.create(model.model, {
+      const sessionOptions: ort.InferenceSession.SessionOptions = {
         executionProviders: ['cpu'],
         intraOpNumThreads: threads(options),
         interOpNumThreads: 1,
         graphOptimizationLevel: settings.graphOptimizationLevel ?? 'all',
-        externalData: model.externalData,
         logSeverityLevel: 3,
-      });
-      return new CpuSession(session);
+      };
+      const profilePrefix = settings.profilePrefix ?? (process.env.QLLM_ORT_PROFILE || undefined);
+      if (profilePrefix) Object.assign(sessionOptions, { enableProfiling: true, profileFilePrefix: profilePrefix });
+      // A model on disk is read by onnxruntime itself (its weights mapped from the file, never held by JavaScript).
+      const session = isModelOnDisk(model)
+        ? await ort.InferenceSession.create(model.path, sessionOptions)
+        : await ort.InferenceSession.create(model.model, { ...sessionOptions, externalData: model.externalData });
+      return new CpuSession(session, Boolean(profilePrefix));
     },
     async int8GemmForm(): Promise<Int8GemmChoice> {
       probe ??= probeInt8Forms((model) => backend.createSession(model));

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import type { onnx as OnnxNs } from 'onnx-proto';
+import { open, type FileHandle } from 'node:fs/promises';
 import type { TypedArray } from '../tensor/dtype.js';
 
 const require = createRequire(import.meta.url);
@@ -25,24 +26,62 @@ export const floats = (xs: readonly number[]): FloatsAttr => ({ floats: xs });
 /** Data of an initializer: given, or produced when the model is built (weights are read lazily). */
 export type InitializerData = TypedArray | (() => Promise<TypedArray> | TypedArray);
 
-export interface BuiltModel {
-  /** Serialized ModelProto (weights are not inside it). */
-  model: Uint8Array;
-  /** External data for the large initializers, as onnxruntime's `sessionOptions.externalData` wants it. */
-  externalData: Array<{ path: string; data: Uint8Array }>;
+interface GraphSignature {
   inputs: Array<{ name: string; elemType: ElemType; shape: Dim[] }>;
   outputs: Array<{ name: string; elemType: ElemType; shape: Dim[] }>;
 }
+
+/** A model held in memory: the ModelProto and its large initializers as in-memory external data. */
+export interface ModelInMemory extends GraphSignature {
+  /** Serialized ModelProto (large weights are not inside it). */
+  model: Uint8Array;
+  /** External data for the large initializers, as onnxruntime's `sessionOptions.externalData` wants it. */
+  externalData: Array<{ path: string; data: Uint8Array }>;
+}
+
+/** A model written to a folder: `model.onnx` with its weights in `weights.bin` beside it. */
+export interface ModelOnDisk extends GraphSignature {
+  /** The `.onnx` file; its external data paths are relative to its folder. */
+  path: string;
+}
+
+/** A built graph, as a backend's `createSession` takes it. */
+export type BuiltModel = ModelInMemory | ModelOnDisk;
+
+export const isModelOnDisk = (m: BuiltModel): m is ModelOnDisk => typeof (m as ModelOnDisk).path === 'string';
 
 interface Initializer {
   name: string;
   elemType: ElemType;
   shape: number[];
   data: InitializerData;
+  /** Set for a view: rows [first, first + shape[0]) of another initializer, sharing its bytes. */
+  view?: { base: string; first: number };
 }
+
+/** The file a written model keeps its large initializers in. */
+export const WEIGHTS_FILE = 'weights.bin';
+export const MODEL_FILE = 'model.onnx';
 
 /** Initializers of at most this many bytes are stored inside the ModelProto. */
 const INLINE_BYTES = 4096;
+/** Offsets of initializers in the weights file are page-aligned, so onnxruntime can map them. */
+const ALIGN = 4096;
+
+const BYTES: Record<ElemType, number> = { float32: 4, float16: 2, bfloat16: 2, int8: 1, uint8: 1, int32: 4, int64: 8, bool: 1 };
+
+const byteLength = (init: { elemType: ElemType; shape: number[] }): number => init.shape.reduce((a, b) => a * b, 1) * BYTES[init.elemType];
+
+/** Where a written model's weights go: the ModelProto and, for each external initializer, its data's producer. */
+export interface ModelPlan {
+  /** Serialized ModelProto whose large initializers point into `weights.bin`. */
+  model: Uint8Array;
+  /** Bytes of `weights.bin`. */
+  weightBytes: number;
+  /** Write `weights.bin` at `path`, one initializer at a time (each read, written and dropped). */
+  writeWeights(path: string, onBytes?: (written: number, total: number) => void): Promise<void>;
+  signature: GraphSignature;
+}
 
 /**
  * Builds an ONNX graph from TypeScript. Values are named strings; every op returns fresh, unique names.
@@ -106,6 +145,18 @@ export class GraphBuilder {
     return name;
   }
 
+  /**
+   * Rows [first, first + count) of initializer `base` as an initializer of their own, sharing its bytes: a view
+   * in the weights file (or a subarray in memory), never a copy.
+   */
+  initializerView(name: string, base: string, first: number, count: number): string {
+    const b = this.inits.find((i) => i.name === base && !i.view);
+    if (!b) throw new Error(`initializerView '${name}': no initializer '${base}'`);
+    if (first < 0 || count < 1 || first + count > b.shape[0]!) throw new RangeError(`initializerView '${name}': rows [${first}, ${first + count}) of [${b.shape}]`);
+    this.inits.push({ name: this.claim(name), elemType: b.elemType, shape: [count, ...b.shape.slice(1)], data: [] as never, view: { base, first } });
+    return name;
+  }
+
   /** A small constant (an initializer with a generated name). int64 values may be numbers. */
   constant(elemType: ElemType, shape: number[], values: ArrayLike<number> | readonly bigint[], base = 'const'): string {
     const name = this.unique(base);
@@ -153,32 +204,109 @@ export class GraphBuilder {
     return this.node(opType, inputs, attrs, opts)[0]!;
   }
 
-  /** Serialize: materialise every initializer once, the large ones as external data. */
-  async build(): Promise<BuiltModel> {
-    const initializer: OnnxNs.ITensorProto[] = [];
-    const externalData: BuiltModel['externalData'] = [];
-    for (const init of this.inits) {
-      const typed = typeof init.data === 'function' ? await init.data() : init.data;
-      const expected = init.shape.reduce((a, b) => a * b, 1);
-      if (typed.length !== expected) {
-        throw new Error(`initializer '${init.name}': ${typed.length} elements for shape [${init.shape}]`);
+  /** Serialize in memory: materialise every initializer once, the large ones as in-memory external data. */
+  async build(): Promise<ModelInMemory> {
+    const materialized = new Map<string, TypedArray>();
+    const dataOf = async (init: Initializer): Promise<TypedArray> => {
+      if (init.view) {
+        const base = this.inits.find((i) => i.name === init.view!.base)!;
+        const whole = materialized.get(base.name) ?? (await checkedData(base));
+        materialized.set(base.name, whole);
+        const rowElems = whole.length / base.shape[0]!;
+        return whole.subarray(init.view.first * rowElems, (init.view.first + init.shape[0]!) * rowElems);
       }
+      const known = materialized.get(init.name);
+      if (known) return known;
+      const typed = await checkedData(init);
+      if (this.inits.some((i) => i.view?.base === init.name)) materialized.set(init.name, typed);
+      return typed;
+    };
+    const externalData: ModelInMemory['externalData'] = [];
+    const initializer: OnnxNs.ITensorProto[] = [];
+    for (const init of this.inits) {
+      const typed = await dataOf(init);
       const bytes = new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
-      const tensor: OnnxNs.ITensorProto = { name: init.name, dataType: ELEM[init.elemType], dims: init.shape };
       if (bytes.byteLength <= INLINE_BYTES) {
-        tensor.rawData = bytes;
+        initializer.push(tensorProto(init, { rawData: bytes }));
       } else {
         const path = `w${externalData.length}.bin`;
         externalData.push({ path, data: bytes });
-        tensor.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
-        tensor.externalData = [
-          { key: 'location', value: path },
-          { key: 'offset', value: '0' },
-          { key: 'length', value: String(bytes.byteLength) },
-        ];
+        initializer.push(tensorProto(init, { external: { path, offset: 0, length: bytes.byteLength } }));
       }
-      initializer.push(tensor);
     }
+    return { model: this.encode(initializer), externalData, ...this.signature() };
+  }
+
+  /**
+   * Plan the model as a folder: large initializers get page-aligned places in `weights.bin` (views share their
+   * base's bytes); small ones are materialised now into the ModelProto. Nothing large is read until
+   * `writeWeights`, which streams one initializer at a time.
+   */
+  async plan(): Promise<ModelPlan> {
+    const place = new Map<string, number>();
+    const external: Initializer[] = [];
+    let end = 0;
+    for (const init of this.inits) {
+      if (init.view || byteLength(init) <= INLINE_BYTES) continue;
+      end = Math.ceil(end / ALIGN) * ALIGN;
+      place.set(init.name, end);
+      external.push(init);
+      end += byteLength(init);
+    }
+    const initializer: OnnxNs.ITensorProto[] = [];
+    const smallBases = new Map<string, TypedArray>();
+    for (const init of this.inits) {
+      if (init.view) {
+        const base = this.inits.find((i) => i.name === init.view!.base)!;
+        const rowBytes = byteLength(base) / base.shape[0]!;
+        const baseAt = place.get(base.name);
+        if (baseAt !== undefined) {
+          initializer.push(tensorProto(init, { external: { path: WEIGHTS_FILE, offset: baseAt + init.view.first * rowBytes, length: byteLength(init) } }));
+        } else {
+          let whole = smallBases.get(base.name);
+          if (!whole) smallBases.set(base.name, (whole = await checkedData(base)));
+          const rowElems = whole.length / base.shape[0]!;
+          const part = whole.subarray(init.view.first * rowElems, (init.view.first + init.shape[0]!) * rowElems);
+          initializer.push(tensorProto(init, { rawData: new Uint8Array(part.buffer, part.byteOffset, part.byteLength) }));
+        }
+        continue;
+      }
+      const at = place.get(init.name);
+      if (at !== undefined) {
+        initializer.push(tensorProto(init, { external: { path: WEIGHTS_FILE, offset: at, length: byteLength(init) } }));
+      } else {
+        const typed = smallBases.get(init.name) ?? (await checkedData(init));
+        initializer.push(tensorProto(init, { rawData: new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength) }));
+      }
+    }
+    const weightBytes = end;
+    return {
+      model: this.encode(initializer),
+      weightBytes,
+      signature: this.signature(),
+      writeWeights: async (path, onBytes) => {
+        const file = await open(path, 'w');
+        try {
+          for (const init of external) {
+            const typed = await checkedData(init);
+            const at = place.get(init.name)!;
+            await writeAll(file, new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength), at);
+            onBytes?.(at + typed.byteLength, weightBytes); // initializers are written in file order
+          }
+          await file.truncate(weightBytes);
+          await file.sync();
+        } finally {
+          await file.close();
+        }
+      },
+    };
+  }
+
+  private signature(): GraphSignature {
+    return { inputs: [...this.ins], outputs: [...this.outs] };
+  }
+
+  private encode(initializer: OnnxNs.ITensorProto[]): Uint8Array {
     const valueInfo = (v: { name: string; elemType: ElemType; shape: Dim[] }): OnnxNs.IValueInfoProto => ({
       name: v.name,
       type: {
@@ -200,12 +328,43 @@ export class GraphBuilder {
         output: this.outs.map(valueInfo),
       },
     };
-    return {
-      model: onnx.ModelProto.encode(onnx.ModelProto.create(model)).finish(),
-      externalData,
-      inputs: [...this.ins],
-      outputs: [...this.outs],
-    };
+    return onnx.ModelProto.encode(onnx.ModelProto.create(model)).finish();
+  }
+}
+
+/** An initializer's data, produced now and checked against its shape. */
+async function checkedData(init: Initializer): Promise<TypedArray> {
+  const typed = typeof init.data === 'function' ? await init.data() : init.data;
+  const expected = init.shape.reduce((a, b) => a * b, 1);
+  if (typed.length !== expected) throw new Error(`initializer '${init.name}': ${typed.length} elements for shape [${init.shape}]`);
+  if (typed.byteLength !== byteLength(init)) throw new Error(`initializer '${init.name}': ${typed.byteLength} bytes for a [${init.shape}] ${init.elemType} tensor`);
+  return typed;
+}
+
+function tensorProto(
+  init: Initializer,
+  where: { rawData: Uint8Array } | { external: { path: string; offset: number; length: number } },
+): OnnxNs.ITensorProto {
+  const tensor: OnnxNs.ITensorProto = { name: init.name, dataType: ELEM[init.elemType], dims: init.shape };
+  if ('rawData' in where) {
+    tensor.rawData = where.rawData;
+  } else {
+    tensor.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
+    tensor.externalData = [
+      { key: 'location', value: where.external.path },
+      { key: 'offset', value: String(where.external.offset) },
+      { key: 'length', value: String(where.external.length) },
+    ];
+  }
+  return tensor;
+}
+
+/** Write all of `bytes` at `position` (a single write may be partial, and is limited to 2 GiB). */
+async function writeAll(file: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  const CHUNK = 1 << 30;
+  for (let done = 0; done < bytes.byteLength;) {
+    const { bytesWritten } = await file.write(bytes, done, Math.min(CHUNK, bytes.byteLength - done), position + done);
+    done += bytesWritten;
   }
 }
 

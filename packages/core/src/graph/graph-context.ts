@@ -7,6 +7,7 @@ import type { LinearContextV1, LinearMethodV1 } from '../quantizer/v1/quantizati
 import type { Int8GemmForm } from '../backend/v1/backend-v1.js';
 import { AttentionLowering, type KvDtype } from './attention.js';
 import { float, GraphBuilder } from './graph-builder.js';
+import { int8WeightOnlyHead } from './int8-head.js';
 import { emitInt8MatMul } from './int8-matmul.js';
 import { GRAPH_IO, LAYER_IO } from './io.js';
 
@@ -18,6 +19,10 @@ export const linearWeightName = (layer: LinearSpec): string => layer.weight ?? `
  * initializer data"); larger matrices are split into row blocks of at most this many bytes.
  */
 export const MAX_INITIALIZER_BYTES = 2 ** 30;
+
+/** 16-bit tensors up to this size (norm weights) are widened to float32 initializers; larger ones stay 16-bit. */
+const SMALL_TENSOR_BYTES = 64 * 1024;
+const TO_FLOAT = 1;
 
 /** Output columns per Gemm: onnxruntime's fp32 GEMV streams a very wide weight at a quarter of the bandwidth. */
 const MAX_GEMM_COLUMNS = 16384;
@@ -44,6 +49,9 @@ export const unquantizedLinear: LinearMethodV1 = {
   },
 };
 
+/** How a float head runs: as stored, or weight-only int8 (int8-head.ts). */
+export type LmHeadOption = 'float' | 'int8';
+
 export interface GraphContextOptions {
   checkpoint: TensorSource;
   config: ModelConfigV1;
@@ -55,6 +63,11 @@ export interface GraphContextOptions {
   supportsOp?: (domain: string, opType: string) => boolean;
   /** The KV cache's element type (default float32). */
   kvDtype?: KvDtype;
+  /**
+   * How a float head (a linear outside the decoder stack, `layer < 0`, that the quantization method leaves float) runs:
+   * 'float' as stored (default), or 'int8' weight-only with per-token activations (int8-head.ts; needs int8Form).
+   */
+  lmHead?: LmHeadOption;
   /** Largest float32 initializer in bytes before a matrix is split into row blocks (default MAX_INITIALIZER_BYTES). */
   maxInitializerBytes?: number;
   /** The longest sequence the graph serves (rotary tables); default config.maxPositionEmbeddings. */
@@ -62,18 +75,14 @@ export interface GraphContextOptions {
   builder?: GraphBuilder;
 }
 
-/** Implements GraphContextV1 over a checkpoint: weights become lazily read float32 initializers. */
+/** Implements GraphContextV1 over a checkpoint: weights become lazily read initializers in their stored width. */
 export function createGraphContext(options: GraphContextOptions): GraphContextV1 & LinearContextV1 & { readonly g: GraphBuilder } {
   const { checkpoint, config } = options;
   const g = options.builder ?? new GraphBuilder(config.architecture);
+  /** Graph values of float tensors (as float32), by tensor name. */
   const weights = new Map<string, string>();
-  const floatData = new Map<string, Promise<Float32Array>>();
-  /** Each float tensor is read and converted once, however many initializers view it. */
-  const readFloat = (name: string): Promise<Float32Array> => {
-    let data = floatData.get(name);
-    if (!data) floatData.set(name, (data = checkpoint.read(name).then(toFloat32)));
-    return data;
-  };
+  /** Initializers holding a tensor in its stored width, by tensor name. */
+  const stored = new Map<string, { init: string; elemType: 'float32' | 'bfloat16' | 'float16' }>();
 
   const checkFloat = (name: string, shape: number[]): void => {
     const info = checkpoint.info(name);
@@ -89,20 +98,48 @@ export function createGraphContext(options: GraphContextOptions): GraphContextV1
     }
   };
 
-  const floatWeight = (name: string, shape: number[]): string => {
-    const known = weights.get(name);
-    if (known) return known;
+  /**
+   * The tensor as an initializer in the width the checkpoint stores it (BF16, F16 or F32; F64 and small 16-bit
+   * tensors become float32 here). Nothing is widened in JavaScript: a 16-bit weight reaches the backend as 16-bit.
+   */
+  const storedWeight = (name: string, shape: number[]) => {
+    let s = stored.get(name);
+    if (s) return s;
     checkFloat(name, shape);
-    const value = g.initializer(name, 'float32', shape, () => readFloat(name));
-    weights.set(name, value);
+    const { dtype } = checkpoint.info(name);
+    const numel = shape.reduce((a, b) => a * b, 1);
+    if ((dtype === 'BF16' || dtype === 'F16') && numel * 2 > SMALL_TENSOR_BYTES) {
+      const elemType = dtype === 'BF16' ? 'bfloat16' : 'float16';
+      s = { init: g.initializer(name, elemType, shape, async () => (await checkpoint.read(name)).data as Uint16Array), elemType };
+    } else {
+      s = { init: g.initializer(name, 'float32', shape, async () => toFloat32(await checkpoint.read(name))), elemType: 'float32' };
+    }
+    stored.set(name, s);
+    return s;
+  };
+
+  /** A 16-bit value as float32 (a Cast of an initializer is folded by the backend when the session is created). */
+  const widen = (value: string, elemType: string): string => (elemType === 'float32' ? value : g.op('Cast', [value], { to: TO_FLOAT }));
+
+  const floatWeight = (name: string, shape: number[]): string => {
+    let value = weights.get(name);
+    if (!value) {
+      const s = storedWeight(name, shape);
+      weights.set(name, (value = widen(s.init, s.elemType)));
+    }
     return value;
   };
 
+  /** Rows of a tensor in its stored width: a view of its initializer, sharing the bytes. */
+  const storedRows = (name: string, shape: number[], first: number, count: number) => {
+    const s = storedWeight(name, shape);
+    if (first === 0 && count === shape[0]) return s;
+    return { init: g.initializerView(`${name}[${first}:${first + count}]`, s.init, first, count), elemType: s.elemType };
+  };
+
   const floatWeightRows = (name: string, shape: number[], first: number, count: number): string => {
-    checkFloat(name, shape);
-    const cols = shape.slice(1).reduce((a, b) => a * b, 1);
-    return g.initializer(`${name}[${first}:${first + count}]`, 'float32', [count, ...shape.slice(1)],
-      async () => (await readFloat(name)).subarray(first * cols, (first + count) * cols));
+    const s = storedRows(name, shape, first, count);
+    return widen(s.init, s.elemType);
   };
 
   const supports = (domain: string, op: string) => options.supportsOp?.(domain, op) ?? false;
@@ -125,8 +162,11 @@ export function createGraphContext(options: GraphContextOptions): GraphContextV1
     weight: floatWeight,
     embedding(name, shape, ids) {
       const [rows, width] = shape;
-      const blockRows = Math.max(1, Math.floor((options.maxInitializerBytes ?? MAX_INITIALIZER_BYTES) / (width * 4)));
-      if (rows <= blockRows) return g.op('Gather', [floatWeight(name, shape), ids], { axis: 0 });
+      // Rows are gathered in the stored width and only the gathered ones widened: the table stays 16-bit.
+      const gather = (s: { init: string; elemType: string }, at: string) => widen(g.op('Gather', [s.init, at], { axis: 0 }), s.elemType);
+      const elemBytes = storedWeight(name, shape).elemType === 'float32' ? 4 : 2;
+      const blockRows = Math.max(1, Math.floor((options.maxInitializerBytes ?? MAX_INITIALIZER_BYTES) / (width * elemBytes)));
+      if (rows <= blockRows) return gather(storedWeight(name, shape), ids);
       // Each block gathers the ids that fall in it (others clamped to a valid row and zeroed), and the blocks add up.
       let sum: string | undefined;
       for (let first = 0; first < rows; first += blockRows) {
@@ -134,7 +174,7 @@ export function createGraphContext(options: GraphContextOptions): GraphContextV1
         const local = g.op('Sub', [ids, g.ints(first)]);
         const inBlock = g.op('And', [g.op('GreaterOrEqual', [local, g.ints(0)]), g.op('Less', [local, g.ints(count)])]);
         const clamped = g.op('Where', [inBlock, local, g.ints(0)]);
-        const rowsOf = g.op('Gather', [floatWeightRows(name, shape, first, count), clamped], { axis: 0 });
+        const rowsOf = gather(storedRows(name, shape, first, count), clamped);
         const part = g.op('Where', [g.op('Unsqueeze', [inBlock, g.ints([1])]), rowsOf, g.scalar(0)]);
         sum = sum === undefined ? part : g.op('Add', [sum, part]);
       }
@@ -190,7 +230,7 @@ export function createGraphContext(options: GraphContextOptions): GraphContextV1
       return emitInt8MatMul(g, options.int8Form, spec);
     },
     linear(layer, x) {
-      const method = options.linearMethod(layer) ?? unquantizedLinear;
+      const method = options.linearMethod(layer) ?? (layer.layer < 0 && options.lmHead === 'int8' ? int8WeightOnlyHead : unquantizedLinear);
       return g.withScope(layer.name, () => method.apply(ctx, layer, x));
     },
   };

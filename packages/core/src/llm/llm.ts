@@ -2,10 +2,12 @@ import { Engine } from '../engine/engine.js';
 import { KvCacheBuffers, kvCacheBytes, StepRunner, type KvCacheLayout } from '../engine/step-runner.js';
 import { ConfigError } from '../errors.js';
 import type { KvDtype } from '../graph/attention.js';
+import type { LmHeadOption } from '../graph/graph-context.js';
 import type { ChatMessage } from '../loading/index.js';
 import { Rng } from '../sampling/index.js';
-import { EngineLoop } from './engine-loop.js';
+import { EngineLoop, type GenerationLoop } from './engine-loop.js';
 import { loadModel, type LoadedModel, type LoadPhase } from './load-model.js';
+import { loadRemoteModel, RemoteLoop, selectRemoteBackend, type RemoteLoadedModel } from './remote-loop.js';
 import type { RequestOutput } from './outputs.js';
 import { SamplingParams } from './sampling-params.js';
 
@@ -33,15 +35,37 @@ export interface LLMOptions {
   maxNumBatchedTokens?: number;
   /** Most requests waiting for a KV-cache slot; past it a new request fails with EngineBusyError (a server's 429). Default unbounded. */
   maxQueue?: number;
-  /** Told each phase of the load as it starts (for a progress line). */
-  onProgress?: (phase: LoadPhase) => void;
+  /** Told each phase of the load as it starts (for a progress line), and the graph's bytes written so far. */
+  onProgress?: (phase: LoadPhase, progress?: { done: number; total: number }) => void;
+  /**
+   * Where the model as the backend reads it (graph and weights, in their stored width) is kept between loads, so the
+   * second load skips reading and converting the checkpoint: a folder, or false for none. Default `$QLLM_CACHE_DIR`
+   * or `~/.cache/qllm`, for models whose weights take at least 64 MiB.
+   */
+  graphCache?: string | false;
+  /**
+   * How a float lm_head runs: 'float' as the checkpoint stores it (default; Golden Stick and llm-compressor leave the
+   * head unquantized), or 'int8' weight-only with per-token activations: a quarter of the bytes a decode step reads
+   * for the head, with its own fidelity line in BENCHMARKS.md ("Head options").
+   */
+  lmHead?: LmHeadOption;
   /** Seed for requests that bring none (default 0, as vLLM). */
   seed?: number;
   /** Backend threads, an integer in [1, MAX_BACKEND_THREADS] (default: all cores). */
   threads?: number;
   /** The most logprobs a request may ask for (vLLM's max_logprobs); default 20. */
   maxLogprobs?: number;
+  /**
+   * An OpenAI-compatible server (vLLM's `vllm serve`, vLLM-MindSpore's `vllm-mindspore serve`) already serving this
+   * folder, e.g. 'http://127.0.0.1:8000': a remote backend (`backend: 'ascend'`) drives it over HTTP instead of
+   * starting one. The tokenizer, chat template, stop strings and outputs stay here; the server gets prompt token ids.
+   */
+  server?: string;
+  /** Settings for the backend itself, which checks them (e.g. the 'ascend' backend's `apiKey`, `port`, `env`). */
+  backendOptions?: Readonly<Record<string, unknown>>;
 }
+
+export type { RemoteLoadedModel } from './remote-loop.js';
 
 /**
  * Backend threads at most. A fixed bound rather than one derived from this machine's cores, so the same options
@@ -66,8 +90,8 @@ export type PromptInput = string | { prompt: string } | { promptTokenIds: number
  * The model loads in the background from the constructor; `await llm.ready()` waits for it explicitly.
  */
 export class LLM {
-  private readonly loading: Promise<LoadedModel>;
-  private readonly engineLoop: Promise<EngineLoop>;
+  private readonly loading: Promise<LoadedModel | RemoteLoadedModel>;
+  private readonly engineLoop: Promise<GenerationLoop>;
   private requestCounter = 0;
   private readonly rng: Rng;
   private readonly maxLogprobs: number;
@@ -95,8 +119,10 @@ export class LLM {
     if (options.kvCacheDtype !== undefined && !['float32', 'float16'].includes(options.kvCacheDtype)) {
       throw new ConfigError(`LLM.kvCacheDtype must be 'float32' or 'float16', got ${String(options.kvCacheDtype)}`);
     }
-    this.loading = loadModel({ ...options, kvDtype: options.kvCacheDtype });
-    this.engineLoop = this.loading.then((loaded) => this.startEngine(loaded));
+    // A remote backend (createRemoteEngine) serves the model from a server; otherwise the graph runs here.
+    this.loading = selectRemoteBackend(options).then((remote): Promise<LoadedModel | RemoteLoadedModel> =>
+      remote ? loadRemoteModel(options, remote) : loadModel({ ...options, kvDtype: options.kvCacheDtype }));
+    this.engineLoop = this.loading.then((loaded) => (loaded.session ? this.startEngine(loaded) : this.startRemote(loaded as RemoteLoadedModel)));
     // Surfaced by ready()/generate(), not as unhandled rejections.
     this.loading.catch(() => undefined);
     this.engineLoop.catch(() => undefined);
@@ -109,21 +135,22 @@ export class LLM {
     return llm;
   }
 
-  async ready(): Promise<LoadedModel> {
+  async ready(): Promise<LoadedModel | RemoteLoadedModel> {
     await this.engineLoop;
     return this.loading;
   }
 
   /** The KV cache the engine was given (slots × positions) and what it costs. */
   async cacheLayout(): Promise<KvCacheLayout & { bytes: number }> {
-    const { engine } = await this.engineLoop;
-    const layout = engine.layout;
+    const loop = await this.engineLoop;
+    if (!(loop instanceof EngineLoop)) throw new ConfigError(`backend '${(await this.loading).backend.name}' keeps its KV cache in its server, not here`);
+    const layout = loop.engine.layout;
     return { ...layout, bytes: kvCacheBytes((await this.loading).config, layout) };
   }
 
   /** Sequences running and requests waiting right now (for metrics). */
   async stats(): Promise<{ running: number; waiting: number; slotsInUse: number }> {
-    return (await this.engineLoop).engine.stats();
+    return (await this.engineLoop).stats();
   }
 
   /** vLLM's default sampling parameters: generation_config.json's. */
@@ -162,10 +189,15 @@ export class LLM {
       throw e;
     }
     const outputs: RequestOutput[] = [];
-    for (const stream of streams) {
-      let last: RequestOutput | undefined;
-      for await (const out of stream) last = out;
-      outputs.push(last!);
+    try {
+      for (const stream of streams) {
+        let last: RequestOutput | undefined;
+        for await (const out of stream) last = out;
+        outputs.push(last!);
+      }
+    } catch (e) {
+      for (const id of ids) loop.abort(id); // a request refused later (a remote server's 400) stops the others too
+      throw e;
     }
     return outputs;
   }
@@ -222,7 +254,8 @@ export class LLM {
   async close(): Promise<void> {
     const loop = await this.engineLoop.catch(() => undefined);
     await loop?.close();
-    await (await this.loading).session.dispose();
+    const loaded = await this.loading;
+    await (loaded.session ? loaded.session.dispose() : (loaded as RemoteLoadedModel).remote.close());
   }
 
   /** vLLM's max_logprobs check: a request may ask for at most maxLogprobs logprobs. */
@@ -272,14 +305,20 @@ export class LLM {
     }));
   }
 
-  private addRequest(loop: EngineLoop, loaded: LoadedModel, id: string, input: PromptInput, params: SamplingParams, outputKind: 'delta' | 'final') {
+  /** A remote backend's loop: requests go to its server; EOS ids and the tokenizer stay here. */
+  private startRemote(loaded: RemoteLoadedModel): GenerationLoop {
+    const { remote, folder, config } = loaded;
+    return new RemoteLoop(remote, { tokenizer: folder.tokenizer, eosTokenIds: folder.generation.eosTokenIds, vocabSize: config.vocabSize, maxModelLen: remote.maxModelLen });
+  }
+
+  private addRequest(loop: GenerationLoop, loaded: LoadedModel | RemoteLoadedModel, id: string, input: PromptInput, params: SamplingParams, outputKind: 'delta' | 'final') {
     const arrivalTime = Date.now() / 1000;
     const { prompt, promptTokenIds } = this.tokenize(loaded, input);
     const rng = params.seed !== undefined ? new Rng(params.seed) : this.rng;
     return loop.add(id, { prompt, promptTokenIds, params, rng, outputKind, arrivalTime });
   }
 
-  private tokenize(loaded: LoadedModel, input: PromptInput): { prompt: string | null; promptTokenIds: number[] } {
+  private tokenize(loaded: LoadedModel | RemoteLoadedModel, input: PromptInput): { prompt: string | null; promptTokenIds: number[] } {
     if (typeof input !== 'string' && 'promptTokenIds' in input) return { prompt: input.prompt ?? null, promptTokenIds: [...input.promptTokenIds] };
     const text = typeof input === 'string' ? input : input.prompt;
     const tokenizer = loaded.folder.tokenizer;

@@ -1,12 +1,14 @@
 import { CheckpointError, ConfigError, RegistryError } from '../errors.js';
 import type { KvDtype } from '../graph/attention.js';
-import { createGraphContext } from '../graph/graph-context.js';
+import { createGraphContext, type LmHeadOption } from '../graph/graph-context.js';
+import { defaultCacheDir, writeGraph } from '../graph/graph-cache.js';
 import { loadModelFolder, type ModelFolder } from '../loading/index.js';
 import type { BackendSessionV1, BackendV1 } from '../backend/v1/backend-v1.js';
 import type { ModelArchitectureV1, ModelConfigV1 } from '../model/v1/model-architecture-v1.js';
 import type { QuantizationMethodV1 } from '../quantizer/v1/quantization-method-v1.js';
 import type { TensorSource } from '../tensor/tensor-source.js';
 import { backends, modelArchitectures, quantizationMethods } from '../registries.js';
+import { recognizeFolder } from './recognize-folder.js';
 
 export interface LoadModelOptions {
   /** A Hugging Face model folder. */
@@ -21,12 +23,30 @@ export interface LoadModelOptions {
   maxModelLen?: number;
   /** The KV cache's element type (default float32). */
   kvDtype?: KvDtype;
-  /** Told each phase of the load as it starts (for a progress line). */
-  onProgress?: (phase: LoadPhase) => void;
+  /**
+   * Where the graph (the model as the backend reads it, weights in their stored width) is kept between loads: a
+   * folder, or false for a temporary folder removed once the session exists. Default: `$QLLM_CACHE_DIR` or
+   * `~/.cache/qllm` for models whose weights take at least 64 MiB; smaller ones are rebuilt each load.
+   */
+  graphCache?: string | false;
+  /** How a float head runs: as the checkpoint stores it (default) or weight-only int8 (see int8-head.ts). */
+  lmHead?: LmHeadOption;
+  /**
+   * Told each phase of the load as it starts (for a progress line), and while the graph's weights are written, the
+   * bytes done so far.
+   */
+  onProgress?: (phase: LoadPhase, progress?: { done: number; total: number }) => void;
 }
 
-/** The phases of a load, in order. */
-export type LoadPhase = 'reading the model folder' | 'reading weights and building the graph' | 'creating the backend session';
+/** The phases of a load, in order ('writing the graph' is skipped when the graph cache has it). */
+export type LoadPhase =
+  | 'reading the model folder'
+  | 'reading weights and building the graph'
+  | 'writing the graph'
+  | 'creating the backend session';
+
+/** Below this many weight bytes a graph is cheaper to rebuild than to keep in the cache. */
+const MIN_CACHED_BYTES = 64 * 2 ** 20;
 
 export interface LoadedModel {
   folder: ModelFolder;
@@ -35,6 +55,8 @@ export interface LoadedModel {
   quantization?: QuantizationMethodV1;
   backend: BackendV1;
   session: BackendSessionV1;
+  /** Whether the graph came from the graph cache (a warm load). */
+  graphCached: boolean;
   /** Milliseconds spent loading (folder, graph, backend session). */
   loadMs: number;
 }
@@ -46,28 +68,42 @@ export async function loadModel(options: LoadModelOptions): Promise<LoadedModel>
   const folder = await loadModelFolder(options.model);
   try {
     const { architecture, config } = await resolveArchitecture(folder);
-    const quantizationConfig = folder.config.quantization_config as Record<string, unknown> | undefined;
-    const quantization = await resolveQuantization(options.quantization, quantizationConfig, folder.configFile);
-    checkTensors(architecture, config, folder.checkpoint);
+    // A layout config.json does not describe (Golden Stick's, by tensor names) brings its own config and tensor names.
+    const recognized = await recognizeFolder(options.quantization, folder, { architecture, config });
+    const quantizationConfig = recognized?.quantizationConfig ?? (folder.config.quantization_config as Record<string, unknown> | undefined);
+    const quantization = recognized?.method ?? await resolveQuantization(options.quantization, quantizationConfig, folder.configFile);
+    const checkpoint = recognized?.checkpoint ?? folder.checkpoint;
+    checkTensors(architecture, config, checkpoint);
     const backend = await resolveBackend(options.backend);
 
     // Only a quantized model needs the backend's int8 GEMM form (and its one-time probe).
-    const int8 = quantization ? await backend.int8GemmForm?.() : undefined;
+    const int8 = quantization || options.lmHead === 'int8' ? await backend.int8GemmForm?.() : undefined;
     const ctx = createGraphContext({
-      checkpoint: folder.checkpoint,
+      checkpoint,
       config,
       int8Form: int8?.form,
       supportsOp: (domain, op) => backend.supportsOp(domain, op),
       kvDtype: options.kvDtype,
+      lmHead: options.lmHead,
       maxLen: options.maxModelLen,
       linearMethod: (layer) => quantization?.getLinearMethod(layer, { config, quantizationConfig }) ?? null,
     });
     options.onProgress?.('reading weights and building the graph');
     architecture.buildGraph(ctx, config);
-    const built = await ctx.g.build();
-    options.onProgress?.('creating the backend session');
-    const session = await backend.createSession(built, { threads: options.threads });
-    return { folder, architecture, config, quantization, backend, session, loadMs: performance.now() - start };
+    const written = await writeGraph(ctx.g, {
+      cacheDir: options.graphCache === false ? undefined : (options.graphCache ?? defaultCacheDir()),
+      minCachedBytes: options.graphCache === undefined ? MIN_CACHED_BYTES : 0,
+      sources: folder.checkpoint.filePaths(),
+      onStart: () => options.onProgress?.('writing the graph'),
+      onBytes: (done, total) => options.onProgress?.('writing the graph', { done, total }),
+    });
+    try {
+      options.onProgress?.('creating the backend session');
+      const session = await backend.createSession(written.model, { threads: options.threads });
+      return { folder, architecture, config, quantization, backend, session, graphCached: written.cached, loadMs: performance.now() - start };
+    } finally {
+      await written.release();
+    }
   } finally {
     await folder.checkpoint.close();
   }
@@ -124,12 +160,16 @@ async function detectQuantization(quantizationConfig: Record<string, unknown>): 
 async function resolveBackend(name: string | undefined): Promise<BackendV1> {
   if (name) {
     const backend = await backends.get(name);
+    if (backend.createRemoteEngine) {
+      throw new ConfigError(`backend '${name}' serves models through a server, not a graph here: use new LLM({ model, backend: '${name}' })`);
+    }
     const availability = await backend.isAvailable();
     if (!availability.available) throw new ConfigError(`backend '${name}' is not available here: ${availability.reason ?? 'no reason given'}`);
     return backend;
   }
   let best: BackendV1 | undefined;
   for (const [, backend] of await backends.all()) {
+    if (backend.createRemoteEngine) continue; // serves a model over HTTP: chosen by LLM, never to run a graph here
     if ((await backend.isAvailable()).available && (!best || backend.score() > best.score())) best = backend;
   }
   if (!best) throw new ConfigError(`no available backend (registered: ${backends.names().join(', ') || 'none'})`);

@@ -118,6 +118,11 @@ export class Checkpoint implements TensorSource {
     return [...this.owners.keys()];
   }
 
+  /** The safetensors files it reads (what a cache of anything derived from it must be keyed on). */
+  filePaths(): string[] {
+    return this.files.map((f) => f.path);
+  }
+
   has(name: string): boolean {
     return this.owners.has(name);
   }
