@@ -112,6 +112,9 @@ function forcedForm(settings: CpuBackendSettings): { form: Int8GemmForm; by: str
   return { form: env as Int8GemmForm, by: 'QLLM_INT8_FORM' };
 }
 
+/** Blocks up to this many elements are copied by a loop rather than subarray + set (cheaper for one position). */
+const SMALL_BLOCK = 512;
+
 /** A persistent buffer in host memory; views are onnxruntime tensors over its rows, cached so each is one object. */
 class CpuBuffer implements BackendBufferV1 {
   readonly byteLength: number;
@@ -160,9 +163,16 @@ class CpuBuffer implements BackendBufferV1 {
     }
     const data = t.data as Float32Array | Uint16Array;
     const block = steps * width;
+    const dst = this.data;
     for (let h = 0; h < heads; h++) {
       const from = (sourceRow * heads + h) * block;
-      this.data.set(data.subarray(from, from + block), row * this.rowSize + (h * positions + position) * width);
+      const to = row * this.rowSize + (h * positions + position) * width;
+      if (block > SMALL_BLOCK) {
+        dst.set(data.subarray(from, from + block), to);
+      } else {
+        // A decode step's block (one position: head_dim values): a plain loop, no subarray objects per head.
+        for (let i = 0; i < block; i++) dst[to + i] = data[from + i]!;
+      }
     }
   }
 
