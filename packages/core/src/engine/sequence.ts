@@ -7,9 +7,9 @@ import type { QllmTokenizer } from '../loading/index.js';
 import type { CompletionOutput, Logprob } from '../llm/outputs.js';
 import type { SamplingParams } from '../llm/sampling-params.js';
 import { buildLogitsProcessors, getSampler, topLogprobs, type LogitsProcessor, type Rng, type Sampler } from '../sampling/index.js';
-import { IncrementalDetokenizer } from './detokenizer.js';
+import { StopChecker, type FinishReason } from './stop-checker.js';
 
-export type FinishReason = 'stop' | 'length' | 'abort';
+export type { FinishReason } from './stop-checker.js';
 
 export interface SequenceEnv {
   tokenizer?: QllmTokenizer;
@@ -31,9 +31,7 @@ export class Sequence {
   sentTokens = 0;
   private readonly processors: LogitsProcessor[];
   private readonly sampler: Sampler;
-  private readonly stopIds: ReadonlySet<number>;
-  private readonly eos: ReadonlySet<number>;
-  private readonly detokenizer?: IncrementalDetokenizer;
+  private readonly stops: StopChecker;
 
   constructor(
     readonly index: number,
@@ -44,16 +42,8 @@ export class Sequence {
   ) {
     this.processors = buildLogitsProcessors(params, env.eosTokenIds);
     this.sampler = getSampler(params);
-    this.stopIds = new Set(params.stopTokenIds);
-    this.eos = new Set(params.ignoreEos ? [] : env.eosTokenIds);
     this.logprobs = params.logprobs !== undefined ? [] : null;
-    if (env.tokenizer) {
-      this.detokenizer = new IncrementalDetokenizer(env.tokenizer, promptTokenIds, {
-        skipSpecialTokens: params.skipSpecialTokens,
-        stop: params.stop,
-        includeStopStrInOutput: params.includeStopStrInOutput,
-      });
-    }
+    this.stops = new StopChecker(promptTokenIds, params, env);
   }
 
   get finished(): boolean {
@@ -87,25 +77,11 @@ export class Sequence {
       this.logprobs!.push(entry);
     }
     const n = this.outputIds.length;
-    const mayStop = n >= this.params.minTokens;
-    let stopTerminated = false;
-    if (mayStop && this.eos.has(token)) {
-      this.finishReason = 'stop';
-      stopTerminated = true;
-    } else if (mayStop && this.stopIds.has(token)) {
-      this.finishReason = 'stop';
-      this.stopReason = token;
-      stopTerminated = true;
+    const finish = this.stops.check(token, n, n >= this.params.maxTokens || this.numTokens >= this.env.maxModelLen);
+    if (finish) {
+      this.finishReason = finish.reason;
+      this.stopReason = finish.stop;
     }
-    // vLLM V1 leaves a stop token's text out of the output unless includeStopStrInOutput.
-    if (this.detokenizer && !(stopTerminated && !this.params.includeStopStrInOutput)) {
-      const hit = this.detokenizer.update([token]);
-      if (hit !== undefined && mayStop && !this.finished) {
-        this.finishReason = 'stop';
-        this.stopReason = hit;
-      }
-    }
-    if (!this.finished && (n >= this.params.maxTokens || this.numTokens >= this.env.maxModelLen)) this.finishReason = 'length';
   }
 
   abort(): void {
@@ -115,7 +91,7 @@ export class Sequence {
   /** The completion so far: all of it, or (delta) what earlier delta outputs did not carry. */
   output(delta: boolean): CompletionOutput {
     const from = delta ? this.sentTokens : 0;
-    const text = this.detokenizer ? this.detokenizer.getNextOutputText(this.finished, delta) : '';
+    const text = this.stops.text(this.finished, delta);
     if (delta) this.sentTokens = this.outputIds.length;
     return {
       index: this.index,

@@ -11,7 +11,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { BackendV1 } from '../backend/v1/backend-v1.js';
 import type { RemoteDeltaV1, RemoteEngineOptionsV1, RemoteEngineV1 } from '../backend/v1/remote-engine-v1.js';
-import { IncrementalDetokenizer } from '../engine/detokenizer.js';
+import { StopChecker } from '../engine/stop-checker.js';
 import type { EngineRequestInit } from '../engine/engine.js';
 import type { FinishReason } from '../engine/sequence.js';
 import { ConfigError } from '../errors.js';
@@ -152,9 +152,7 @@ class RemoteSequence {
   finishReason: FinishReason | null = null;
   stopReason: number | string | null = null;
   sentTokens = 0;
-  private readonly stopIds: ReadonlySet<number>;
-  private readonly eos: ReadonlySet<number>;
-  private readonly detokenizer?: IncrementalDetokenizer;
+  private readonly stops: StopChecker;
 
   constructor(
     readonly index: number,
@@ -162,16 +160,8 @@ class RemoteSequence {
     private readonly params: SamplingParams,
     private readonly env: SequenceEnv,
   ) {
-    this.stopIds = new Set(params.stopTokenIds);
-    this.eos = new Set(params.ignoreEos ? [] : env.eosTokenIds);
     this.logprobs = params.logprobs !== undefined ? [] : null;
-    if (env.tokenizer) {
-      this.detokenizer = new IncrementalDetokenizer(env.tokenizer, promptTokenIds, {
-        skipSpecialTokens: params.skipSpecialTokens,
-        stop: params.stop,
-        includeStopStrInOutput: params.includeStopStrInOutput,
-      });
-    }
+    this.stops = new StopChecker(promptTokenIds, params, env);
   }
 
   get finished(): boolean {
@@ -187,26 +177,11 @@ class RemoteSequence {
       this.cumulativeLogprob += e[token]?.logprob ?? Number.NaN;
     }
     const n = this.outputIds.length;
-    const mayStop = n >= this.params.minTokens;
-    let stopTerminated = false;
-    if (mayStop && this.eos.has(token)) {
-      this.finishReason = 'stop';
-      stopTerminated = true;
-    } else if (mayStop && this.stopIds.has(token)) {
-      this.finishReason = 'stop';
-      this.stopReason = token;
-      stopTerminated = true;
-    }
-    if (this.detokenizer && !(stopTerminated && !this.params.includeStopStrInOutput)) {
-      const hit = this.detokenizer.update([token]);
-      if (hit !== undefined && mayStop && !this.finished) {
-        this.finishReason = 'stop';
-        this.stopReason = hit;
-      }
-    }
     const maxLen = this.env.maxModelLen;
-    if (!this.finished && (n >= this.params.maxTokens || (maxLen !== undefined && this.promptTokenIds.length + n >= maxLen))) {
-      this.finishReason = 'length';
+    const finish = this.stops.check(token, n, n >= this.params.maxTokens || (maxLen !== undefined && this.promptTokenIds.length + n >= maxLen));
+    if (finish) {
+      this.finishReason = finish.reason;
+      this.stopReason = finish.stop;
     }
   }
 
@@ -223,7 +198,7 @@ class RemoteSequence {
 
   output(delta: boolean): CompletionOutput {
     const from = delta ? this.sentTokens : 0;
-    const text = this.detokenizer ? this.detokenizer.getNextOutputText(this.finished, delta) : '';
+    const text = this.stops.text(this.finished, delta);
     if (delta) this.sentTokens = this.outputIds.length;
     return {
       index: this.index,
