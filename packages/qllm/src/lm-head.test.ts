@@ -7,7 +7,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KvCache, loadModel, ModelRunner, roundHalfEven, type LoadedModel, type LmHeadOption } from 'qllm';
+import { KvCache, LLM, loadModel, ModelRunner, roundHalfEven, SamplingParams, type LoadedModel, type LmHeadOption } from 'qllm';
 import { loadRefWeights, logSoftmax, makeTinyQwen3, Qwen3Reference, refConfigFromHf } from '@qllm/testing';
 
 let root: string;
@@ -99,4 +99,21 @@ describe.each([
     expect(kl).toBeLessThan(1e-2);
     expect(clearFlips).toBe(0);
   });
+});
+
+it('serves a prompt prefilled in chunks, where the head gets no rows in the chunks before the last', async () => {
+  const dir = path.join(root, 'chunked');
+  await makeTinyQwen3(dir, { seed: 13, numHeads: 4, numKvHeads: 2, headDim: 32, hiddenSize: 96, vocabSize: 8192 });
+  const prompt = { promptTokenIds: Array.from({ length: 40 }, (_, i) => 5 + ((i * 7919) % 8000)) };
+  const params = new SamplingParams({ temperature: 0, maxTokens: 6, ignoreEos: true });
+  const run = async (maxNumBatchedTokens: number) => {
+    const llm = await LLM.create({ model: dir, lmHead: 'int8', threads: 2, graphCache: false, maxNumBatchedTokens, maxNumSeqs: 2, maxModelLen: 64 });
+    try {
+      return (await llm.generate([prompt], params))[0]!.outputs[0]!.tokenIds;
+    } finally {
+      await llm.close();
+    }
+  };
+  // 40 prompt tokens in chunks of 16: two chunks whose rows all stay in the cache, then the last with its logits row.
+  expect(await run(16)).toEqual(await run(512));
 });

@@ -72,6 +72,7 @@ export const int8WeightOnlyHead: LinearMethodV1 = {
     return ctx.int8MatMul({
       x,
       activation: 'per-token',
+      mayBeEmpty: true, // a prefill chunk that needs no logits feeds the head no rows
       weight: { name: `${name}.int8.T`, shape: [inF, out], data: async () => (await take()).weightT },
       weightScale,
     });

@@ -31,6 +31,11 @@ export interface Int8MatMulSpec {
   weight: { name: string; shape: [number, number]; data: () => Promise<Int8Array> };
   /** float32 [out]: the per-output-channel weight scales s_w. */
   weightScale: string;
+  /**
+   * x may have no rows (the head in a prefill chunk that wants no logits): onnxruntime's ReduceMax leaves an empty
+   * input unreduced, so the per-token scale is reshaped to [rows, 1] (one more kernel; only where it can happen).
+   */
+  mayBeEmpty?: boolean;
 }
 
 const MS = { domain: 'com.microsoft' };
@@ -48,7 +53,8 @@ export function emitInt8MatMul(g: GraphBuilder, form: Int8GemmForm, spec: Int8Ma
   const weightZero = form === 'u8u8' ? [g.constant('uint8', [], [128], 'w_zero_point')] : [];
 
   if (activation === 'per-token') {
-    const rowMax = g.op('ReduceMax', [g.op('Abs', [x]), g.ints([-1])], { keepdims: 1 }); // [S, 1]
+    const reduced = g.op('ReduceMax', [g.op('Abs', [x]), g.ints([-1])], { keepdims: 1 }); // [S, 1]
+    const rowMax = spec.mayBeEmpty ? g.op('Reshape', [reduced, g.ints([-1, 1])]) : reduced;
     // A zero row gets a tiny scale, so it quantizes to 0 rather than NaN.
     const scale = g.op('Max', [g.op('Div', [rowMax, g.scalar(127)]), g.scalar(1e-30)]);
     const rounded = g.op('Round', [g.op('Div', [x, scale])]); // in [-127, 127]
