@@ -11,7 +11,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { BackendV1 } from '../backend/v1/backend-v1.js';
 import type { RemoteDeltaV1, RemoteEngineOptionsV1, RemoteEngineV1 } from '../backend/v1/remote-engine-v1.js';
-import { StopChecker } from '../engine/stop-checker.js';
+import { CompletionState, type CompletionEnv } from '../engine/completion-state.js';
 import type { EngineRequestInit } from '../engine/engine.js';
 import type { FinishReason } from '../engine/sequence.js';
 import { ConfigError } from '../errors.js';
@@ -20,7 +20,7 @@ import type { ModelArchitectureV1, ModelConfigV1 } from '../model/v1/model-archi
 import { backends, modelArchitectures } from '../registries.js';
 import { Channel, type GenerationLoop } from './engine-loop.js';
 import type { LoadPhase } from './load-model.js';
-import type { CompletionOutput, Logprob, RequestOutput } from './outputs.js';
+import type { Logprob, RequestOutput } from './outputs.js';
 import type { SamplingParams } from './sampling-params.js';
 
 /** A model folder as a remote LLM reads it: configs and tokenizer, never the weights (the server reads those). */
@@ -138,51 +138,11 @@ async function remoteConfig(folder: RemoteModelFolder): Promise<{ architecture?:
   };
 }
 
-interface SequenceEnv {
-  tokenizer?: QllmTokenizer;
-  eosTokenIds: readonly number[];
-  maxModelLen?: number;
-}
-
 /** One completion: the tokens the server sent, detokenized and stop-checked as the local engine's Sequence does. */
-class RemoteSequence {
-  readonly outputIds: number[] = [];
-  readonly logprobs: Array<Record<number, Logprob>> | null;
-  cumulativeLogprob = 0;
-  finishReason: FinishReason | null = null;
-  stopReason: number | string | null = null;
-  sentTokens = 0;
-  private readonly stops: StopChecker;
-
-  constructor(
-    readonly index: number,
-    private readonly promptTokenIds: readonly number[],
-    private readonly params: SamplingParams,
-    private readonly env: SequenceEnv,
-  ) {
-    this.logprobs = params.logprobs !== undefined ? [] : null;
-    this.stops = new StopChecker(promptTokenIds, params, env);
-  }
-
-  get finished(): boolean {
-    return this.finishReason !== null;
-  }
-
+class RemoteSequence extends CompletionState {
   /** Append one token the server generated and check the stops in vLLM's order (as Sequence.accept). */
   accept(token: number, entry: Record<number, Logprob> | undefined): void {
-    this.outputIds.push(token);
-    if (this.logprobs) {
-      const e = entry ?? {};
-      this.logprobs.push(e);
-      this.cumulativeLogprob += e[token]?.logprob ?? Number.NaN;
-    }
-    const n = this.outputIds.length;
-    const maxLen = this.env.maxModelLen;
-    const finish = this.stops.check(token, n, n >= this.params.maxTokens || (maxLen !== undefined && this.promptTokenIds.length + n >= maxLen));
-    if (finish) {
-      this.finishReason = finish.reason;
-      this.stopReason = finish.stop;
-    }
+    this.append(token, entry, entry?.[token]?.logprob ?? Number.NaN);
   }
 
   /** The server finished this completion for a reason the local checks did not see: take the server's. */
@@ -190,25 +150,6 @@ class RemoteSequence {
     if (this.finished) return;
     this.finishReason = reason;
     this.stopReason = stopReason ?? null;
-  }
-
-  abort(): void {
-    if (!this.finished) this.finishReason = 'abort';
-  }
-
-  output(delta: boolean): CompletionOutput {
-    const from = delta ? this.sentTokens : 0;
-    const text = this.stops.text(this.finished, delta);
-    if (delta) this.sentTokens = this.outputIds.length;
-    return {
-      index: this.index,
-      text,
-      tokenIds: this.outputIds.slice(from),
-      cumulativeLogprob: this.logprobs ? this.cumulativeLogprob : null,
-      logprobs: this.logprobs ? this.logprobs.slice(from) : null,
-      finishReason: this.finishReason,
-      stopReason: this.stopReason,
-    };
   }
 }
 
@@ -227,7 +168,7 @@ class RemoteRequest {
   constructor(
     readonly id: string,
     readonly init: EngineRequestInit,
-    env: SequenceEnv,
+    env: CompletionEnv,
   ) {
     this.arrivalTime = init.arrivalTime ?? Date.now() / 1000;
     this.seqs = Array.from({ length: init.params.n }, (_, i) => new RemoteSequence(i, init.promptTokenIds, init.params, env));
@@ -295,7 +236,7 @@ export class RemoteLoop implements GenerationLoop {
 
   constructor(
     readonly remote: RemoteEngineV1,
-    private readonly env: SequenceEnv & { vocabSize: number },
+    private readonly env: CompletionEnv & { vocabSize: number },
   ) {}
 
   add(id: string, init: EngineRequestInit): AsyncIterableIterator<RequestOutput> {
