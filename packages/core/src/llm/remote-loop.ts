@@ -7,15 +7,13 @@
  * The server applies the same stops (they are sent with the request); when it reports a finish the LLM did not see
  * (its own context limit, a different EOS), the server's reason is taken.
  */
-import { stat } from 'node:fs/promises';
-import path from 'node:path';
 import type { BackendV1 } from '../backend/v1/backend-v1.js';
 import type { RemoteDeltaV1, RemoteEngineOptionsV1, RemoteEngineV1 } from '../backend/v1/remote-engine-v1.js';
 import { CompletionState, type CompletionEnv } from '../engine/completion-state.js';
 import type { EngineRequestInit } from '../engine/engine.js';
 import type { FinishReason } from '../engine/sequence.js';
 import { ConfigError } from '../errors.js';
-import { normalizeHfConfig, QllmTokenizer, readGenerationConfig, readJsonFile, type ModelFolder } from '../loading/index.js';
+import { readModelFolderFiles, type ModelFolder } from '../loading/index.js';
 import type { ModelArchitectureV1, ModelConfigV1 } from '../model/v1/model-architecture-v1.js';
 import { backends, modelArchitectures } from '../registries.js';
 import { Channel, type GenerationLoop } from './engine-loop.js';
@@ -84,7 +82,7 @@ export async function loadRemoteModel(o: RemoteLoadOptions, backend: BackendV1):
     if (!availability.available) throw new ConfigError(`backend '${backend.name}' is not available here: ${availability.reason ?? 'no reason given'}`);
   }
   o.onProgress?.('reading the model folder');
-  const folder = await readRemoteFolder(o.model);
+  const folder = await readModelFolderFiles(o.model);
   const { architecture, config } = await remoteConfig(folder);
   o.onProgress?.('creating the backend session');
   const remote = await backend.createRemoteEngine!({
@@ -98,22 +96,6 @@ export async function loadRemoteModel(o: RemoteLoadOptions, backend: BackendV1):
     backendOptions: o.backendOptions,
   });
   return { folder, architecture, config, backend, remote, loadMs: performance.now() - start };
-}
-
-async function readRemoteFolder(dir: string): Promise<RemoteModelFolder> {
-  let isDir = false;
-  try {
-    isDir = (await stat(dir)).isDirectory();
-  } catch (e) {
-    throw new ConfigError(`${dir}: cannot open the model folder (${(e as Error).message})`, { cause: e });
-  }
-  if (!isDir) throw new ConfigError(`${dir}: not a folder (expected a Hugging Face model folder with config.json)`);
-  const configFile = path.join(dir, 'config.json');
-  const config = normalizeHfConfig(await readJsonFile(configFile, 'model config'), configFile);
-  const generation = await readGenerationConfig(dir, config);
-  const vocabSize = Number.isSafeInteger(config.vocab_size) ? (config.vocab_size as number) : undefined;
-  const tokenizer = await QllmTokenizer.fromFolder(dir, { modelVocabSize: vocabSize });
-  return { dir, config, configFile, generation, tokenizer };
 }
 
 async function remoteConfig(folder: RemoteModelFolder): Promise<{ architecture?: ModelArchitectureV1<ModelConfigV1>; config: ModelConfigV1 }> {

@@ -21,6 +21,17 @@ export interface ModelFolder {
 }
 
 export async function loadModelFolder(dir: string): Promise<ModelFolder> {
+  const files = await readModelFolderFiles(dir);
+  // Opened last: nothing else can fail after its file handles are open.
+  const checkpoint = await Checkpoint.open(dir);
+  return { ...files, checkpoint };
+}
+
+/**
+ * A model folder's configs and tokenizer without opening its checkpoint (a backend that serves the folder from a
+ * server reads no weights here).
+ */
+export async function readModelFolderFiles(dir: string): Promise<Omit<ModelFolder, 'checkpoint'>> {
   let isDir: boolean;
   try {
     isDir = (await stat(dir)).isDirectory();
@@ -36,7 +47,5 @@ export async function loadModelFolder(dir: string): Promise<ModelFolder> {
   // Ids between the tokenizer's size and vocab_size (Qwen3 pads 151669 to 151936) decode to no text.
   const vocabSize = Number.isSafeInteger(config.vocab_size) ? (config.vocab_size as number) : undefined;
   const tokenizer = await QllmTokenizer.fromFolder(dir, { modelVocabSize: vocabSize });
-  // Opened last: nothing else can fail after its file handles are open.
-  const checkpoint = await Checkpoint.open(dir);
-  return { dir, config, configFile, generation, tokenizer, checkpoint };
+  return { dir, config, configFile, generation, tokenizer };
 }
