@@ -56,7 +56,7 @@ interface Initializer {
   shape: number[];
   data: InitializerData;
   /** Set for a view: rows [first, first + shape[0]) of another initializer, sharing its bytes. */
-  view?: { base: string; first: number };
+  view?: { base: Initializer; first: number };
 }
 
 /** The file a written model keeps its large initializers in. */
@@ -153,7 +153,7 @@ export class GraphBuilder {
     const b = this.inits.find((i) => i.name === base && !i.view);
     if (!b) throw new Error(`initializerView '${name}': no initializer '${base}'`);
     if (first < 0 || count < 1 || first + count > b.shape[0]!) throw new RangeError(`initializerView '${name}': rows [${first}, ${first + count}) of [${b.shape}]`);
-    this.inits.push({ name: this.claim(name), elemType: b.elemType, shape: [count, ...b.shape.slice(1)], data: [] as never, view: { base, first } });
+    this.inits.push({ name: this.claim(name), elemType: b.elemType, shape: [count, ...b.shape.slice(1)], data: [] as never, view: { base: b, first } });
     return name;
   }
 
@@ -209,16 +209,15 @@ export class GraphBuilder {
     const materialized = new Map<string, TypedArray>();
     const dataOf = async (init: Initializer): Promise<TypedArray> => {
       if (init.view) {
-        const base = this.inits.find((i) => i.name === init.view!.base)!;
+        const { base } = init.view;
         const whole = materialized.get(base.name) ?? (await checkedData(base));
         materialized.set(base.name, whole);
-        const rowElems = whole.length / base.shape[0]!;
-        return whole.subarray(init.view.first * rowElems, (init.view.first + init.shape[0]!) * rowElems);
+        return viewRows(whole, init);
       }
       const known = materialized.get(init.name);
       if (known) return known;
       const typed = await checkedData(init);
-      if (this.inits.some((i) => i.view?.base === init.name)) materialized.set(init.name, typed);
+      if (this.inits.some((i) => i.view?.base === init)) materialized.set(init.name, typed);
       return typed;
     };
     const externalData: ModelInMemory['externalData'] = [];
@@ -257,7 +256,7 @@ export class GraphBuilder {
     const smallBases = new Map<string, TypedArray>();
     for (const init of this.inits) {
       if (init.view) {
-        const base = this.inits.find((i) => i.name === init.view!.base)!;
+        const { base } = init.view;
         const rowBytes = byteLength(base) / base.shape[0]!;
         const baseAt = place.get(base.name);
         if (baseAt !== undefined) {
@@ -265,8 +264,7 @@ export class GraphBuilder {
         } else {
           let whole = smallBases.get(base.name);
           if (!whole) smallBases.set(base.name, (whole = await checkedData(base)));
-          const rowElems = whole.length / base.shape[0]!;
-          const part = whole.subarray(init.view.first * rowElems, (init.view.first + init.shape[0]!) * rowElems);
+          const part = viewRows(whole, init);
           initializer.push(tensorProto(init, { rawData: new Uint8Array(part.buffer, part.byteOffset, part.byteLength) }));
         }
         continue;
@@ -330,6 +328,13 @@ export class GraphBuilder {
     };
     return onnx.ModelProto.encode(onnx.ModelProto.create(model)).finish();
   }
+}
+
+/** A view's rows of its base's data `whole`. */
+function viewRows(whole: TypedArray, view: Initializer): TypedArray {
+  const { base, first } = view.view!;
+  const rowElems = whole.length / base.shape[0]!;
+  return whole.subarray(first * rowElems, (first + view.shape[0]!) * rowElems);
 }
 
 /** An initializer's data, produced now and checked against its shape. */

@@ -24,6 +24,9 @@ export const MAX_INITIALIZER_BYTES = 2 ** 30;
 const SMALL_TENSOR_BYTES = 64 * 1024;
 const TO_FLOAT = 1;
 
+/** The element types a float tensor is kept in. */
+type StoredType = 'float32' | 'bfloat16' | 'float16';
+
 /** Output columns per Gemm: onnxruntime's fp32 GEMV streams a very wide weight at a quarter of the bandwidth. */
 const MAX_GEMM_COLUMNS = 16384;
 
@@ -82,7 +85,7 @@ export function createGraphContext(options: GraphContextOptions): GraphContextV1
   /** Graph values of float tensors (as float32), by tensor name. */
   const weights = new Map<string, string>();
   /** Initializers holding a tensor in its stored width, by tensor name. */
-  const stored = new Map<string, { init: string; elemType: 'float32' | 'bfloat16' | 'float16' }>();
+  const stored = new Map<string, { init: string; elemType: StoredType }>();
 
   const checkFloat = (name: string, shape: number[]): void => {
     const info = checkpoint.info(name);
@@ -130,11 +133,15 @@ export function createGraphContext(options: GraphContextOptions): GraphContextV1
     return value;
   };
 
-  /** Rows of a tensor in its stored width: a view of its initializer, sharing the bytes. */
+  /** Rows of a tensor in its stored width: a view of its initializer, sharing the bytes (one per row range). */
+  const views = new Map<string, { init: string; elemType: StoredType }>();
   const storedRows = (name: string, shape: number[], first: number, count: number) => {
     const s = storedWeight(name, shape);
     if (first === 0 && count === shape[0]) return s;
-    return { init: g.initializerView(`${name}[${first}:${first + count}]`, s.init, first, count), elemType: s.elemType };
+    const key = `${name}[${first}:${first + count}]`;
+    let view = views.get(key);
+    if (!view) views.set(key, (view = { init: g.initializerView(key, s.init, first, count), elemType: s.elemType }));
+    return view;
   };
 
   const floatWeightRows = (name: string, shape: number[], first: number, count: number): string => {
