@@ -4,13 +4,10 @@
  * Integer range is [-128, 127] everywhere (Golden Stick's narrow_range = False).
  */
 
-/** Round to nearest, ties to even (numpy / MindSpore `round`); Math.round would send ties towards +∞. */
-export function roundHalfEven(x: number): number {
-  const f = Math.floor(x);
-  const d = x - f; // exact for every finite double
-  if (d === 0.5) return f % 2 === 0 ? f : f + 1;
-  return d < 0.5 ? f : f + 1;
-}
+import { roundHalfEven } from '@qllm/core';
+
+/** Round to nearest, ties to even (numpy / MindSpore `round`): core's, re-exported for this plugin's modules. */
+export { roundHalfEven };
 
 const clampInt8 = (v: number) => Math.min(127, Math.max(-128, v));
 
