@@ -1,7 +1,7 @@
 /**
  * Where a decode step's time goes, from onnxruntime's own profiler: `node --conditions=source --import tsx
- * bench/profile-step.ts --model DIR [--seqs 1] [--lm-head float|int8] [--steps 20]`. Decodes `steps` tokens with `seqs`
- * sequences at once (QLLM_ORT_PROFILE makes the CPU backend profile its session), then prints, over the last `steps`
+ * bench/profile-step.ts --model DIR [--seqs 1] [--prompt 8] [--lm-head float|int8] [--steps 20]`. Decodes `steps` tokens with
+ * `seqs` sequences at once after `prompt`-token prompts (QLLM_ORT_PROFILE makes the CPU backend profile its session), then prints, over the last `steps`
  * runs: the mean run time, the kernel time and kernel count per run, the time per op type, and the slowest nodes.
  */
 import fs from 'node:fs';
@@ -15,17 +15,18 @@ const { values } = parseArgs({
     model: { type: 'string' },
     seqs: { type: 'string', default: '1' },
     steps: { type: 'string', default: '20' },
+    prompt: { type: 'string', default: '8' },
     'lm-head': { type: 'string', default: 'float' },
   },
 });
 const steps = Number(values.steps);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qllm-profile-'));
 process.env.QLLM_ORT_PROFILE = path.join(dir, 'step');
-const llm = new LLM({ model: values.model!, maxNumSeqs: 16, maxModelLen: 256, lmHead: values['lm-head'] as LmHeadOption, threads: 2 });
+const n = Number(values.seqs);
+const llm = new LLM({ model: values.model!, maxNumSeqs: n, maxModelLen: Math.max(256, Number(values.prompt) + Number(values.steps) + 8), lmHead: values['lm-head'] as LmHeadOption, threads: 2 });
 await llm.ready();
 const ids = (n: number, salt: number) => ({ promptTokenIds: Array.from({ length: n }, (_, i) => 100 + ((i * 7919 + salt * 104729) % 150000)) });
-const n = Number(values.seqs);
-await llm.generate(Array.from({ length: n }, (_, i) => ids(8, 10 + i)), new SamplingParams({ temperature: 0, maxTokens: steps + 4, ignoreEos: true }));
+await llm.generate(Array.from({ length: n }, (_, i) => ids(Number(values.prompt), 10 + i)), new SamplingParams({ temperature: 0, maxTokens: steps + 4, ignoreEos: true }));
 await llm.close(); // ends the profile: the session's trace is written now
 
 // The model's session wrote the largest trace (the int8 probe's small sessions wrote others).

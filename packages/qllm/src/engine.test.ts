@@ -190,25 +190,35 @@ describe('streaming', () => {
 });
 
 describe('the KV cache', () => {
-  it('is never copied: every decode step feeds the same buffer views, and only the step\'s new entries come back', async () => {
+  it('is never copied: decode steps feed the same buffer views until the cache is re-laid, and only the step\'s new entries come back', async () => {
     const llm = await LLM.create({ model: modelDir, threads: 2, maxNumSeqs: 2, maxModelLen: 128 });
     try {
       const session = (await llm.ready()).session as BackendSessionV1;
-      const seen: Array<{ past: unknown; batch: number; newShape: readonly number[] }> = [];
+      const seen: Array<{ past: { dims: readonly number[] }; batch: number; longest: number; newShape: readonly number[] }> = [];
       const run = session.run.bind(session);
       session.run = async (feeds) => {
         const out = await run(feeds);
         const ids = feeds[GRAPH_IO.inputIds] as { shape: number[] };
-        if (ids.shape[1] === 1) seen.push({ past: feeds[GRAPH_IO.pastKey(0)], batch: ids.shape[0]!, newShape: session.toHost(out[GRAPH_IO.newKey(0)]!).shape });
+        const seqlens = (feeds[GRAPH_IO.seqlensK] as { data: Int32Array }).data;
+        if (ids.shape[1] === 1) {
+          seen.push({ past: feeds[GRAPH_IO.pastKey(0)] as { dims: number[] }, batch: ids.shape[0]!, longest: Math.max(...seqlens) + 1, newShape: session.toHost(out[GRAPH_IO.newKey(0)]!).shape });
+        }
         return out;
       };
-      await llm.generate([idsPrompt(9, 1), idsPrompt(30, 2)], new SamplingParams({ temperature: 0, maxTokens: 16, ignoreEos: true }));
+      // 30 + 40 positions: the view grows from 32 positions per head to 64 and 96 (POSITION_STEP), no further.
+      await llm.generate([idsPrompt(9, 1), idsPrompt(30, 2)], new SamplingParams({ temperature: 0, maxTokens: 40, ignoreEos: true }));
       const twoRow = seen.filter((s) => s.batch === 2);
-      expect(twoRow.length).toBeGreaterThan(10);
+      expect(twoRow.length).toBeGreaterThan(30);
+      const layouts = new Map<number, unknown>();
       for (const s of twoRow) {
-        expect(s.past).toBe(twoRow[0]!.past);
+        const positions = s.past.dims[2]!;
+        expect(positions).toBeGreaterThanOrEqual(s.longest); // the view holds every row's positions…
+        expect(positions).toBeLessThan(s.longest + 32); // …and not the whole of maxModelLen
+        if (!layouts.has(positions)) layouts.set(positions, s.past);
+        expect(s.past).toBe(layouts.get(positions)); // one object per layout: nothing is copied per step
         expect(s.newShape).toEqual([2, 2, 1, 32]); // [batch, kv heads, one position, head_dim]: not the cache
       }
+      expect([...layouts.keys()]).toEqual([32, 64, 96]);
     } finally {
       await llm.close();
     }

@@ -41,7 +41,7 @@ const FROM_ORT = Object.fromEntries(Object.entries(TO_ORT).map(([k, v]) => [v, k
 /** The contrib and standard ops this backend relies on and onnxruntime's CPU provider runs (reference/onnxruntime.md). */
 const CONTRIB_OPS = new Set([
   'DynamicQuantizeMatMul', 'MatMulIntegerToFloat', 'MatMulNBits', 'GroupQueryAttention', 'RotaryEmbedding',
-  'SkipSimplifiedLayerNormalization', 'QOrderedMatMul',
+  'SkipSimplifiedLayerNormalization', 'QOrderedMatMul', 'FusedMatMul',
 ]);
 
 function toOrt(t: HostTensor): ort.Tensor {
@@ -119,12 +119,12 @@ const SMALL_BLOCK = 512;
 class CpuBuffer implements BackendBufferV1 {
   readonly byteLength: number;
   private readonly data: Float32Array | Uint16Array;
-  private readonly rowSize: number;
-  /** Each row is [heads, positions, width]. */
+  /** Each row is [heads, positions, width], `positions` ≤ the capacity shape[2]. */
   private readonly heads: number;
-  private readonly positions: number;
+  private readonly capacity: number;
   private readonly width: number;
-  private readonly views = new Map<string, ort.Tensor>();
+  positions: number;
+  private views = new Map<string, ort.Tensor>();
 
   constructor(readonly dtype: 'F32' | 'F16', readonly shape: readonly number[]) {
     const n = shape.reduce((a, b) => a * b, 1);
@@ -135,11 +135,36 @@ class CpuBuffer implements BackendBufferV1 {
       throw new ConfigError(`cpu backend: cannot allocate ${(bytes / 2 ** 30).toFixed(2)} GiB for a [${shape.join(', ')}] ${dtype} buffer: ${(e as Error).message}`);
     }
     this.byteLength = bytes;
-    this.rowSize = n / shape[0]!;
     const [, heads = 1, positions = 1, ...rest] = shape;
     this.heads = heads;
+    this.capacity = positions;
     this.positions = positions;
     this.width = rest.reduce((a, b) => a * b, 1);
+  }
+
+  private get rowSize(): number {
+    return this.heads * this.positions * this.width;
+  }
+
+  setPositions(positions: number): void {
+    if (!Number.isInteger(positions) || positions < 1 || positions > this.capacity) {
+      throw new RangeError(`cpu backend: ${positions} positions per head in a buffer of capacity ${this.capacity}`);
+    }
+    const from = this.positions;
+    if (positions === from) return;
+    const { heads, width, data } = this;
+    const keep = Math.min(from, positions) * width;
+    const rows = this.shape[0]!;
+    // Head blocks move to higher offsets when growing (so go from the last one down) and lower when shrinking.
+    const blocks = rows * heads;
+    for (let i = 0; i < blocks; i++) {
+      const b = positions > from ? blocks - 1 - i : i;
+      const src = b * from * width;
+      const dst = b * positions * width;
+      if (src !== dst) data.copyWithin(dst, src, src + keep);
+    }
+    this.positions = positions;
+    this.views = new Map();
   }
 
   rows(first: number, count: number): BackendValue {
@@ -148,7 +173,7 @@ class CpuBuffer implements BackendBufferV1 {
     if (!view) {
       if (first < 0 || count < 1 || first + count > this.shape[0]!) throw new RangeError(`rows [${first}, ${first + count}) of a buffer of ${this.shape[0]}`);
       const data = this.data.subarray(first * this.rowSize, (first + count) * this.rowSize);
-      view = new ort.Tensor(this.dtype === 'F32' ? 'float32' : 'float16', data as never, [count, ...this.shape.slice(1)]);
+      view = new ort.Tensor(this.dtype === 'F32' ? 'float32' : 'float16', data as never, [count, this.heads, this.positions, ...this.shape.slice(3)]);
       this.views.set(key, view);
     }
     return view;
@@ -159,14 +184,15 @@ class CpuBuffer implements BackendBufferV1 {
     const { heads, positions, width } = this;
     const steps = t.dims[2]!;
     if (t.dims[1] !== heads || t.dims.slice(3).reduce((a, b) => a * b, 1) !== width || position + steps > positions) {
-      throw new RangeError(`cpu backend: cannot write a [${t.dims.join(', ')}] block at position ${position} of a [${this.shape.join(', ')}] buffer`);
+      throw new RangeError(`cpu backend: cannot write a [${t.dims.join(', ')}] block at position ${position} of a buffer laid out [${this.shape[0]}, ${heads}, ${positions}, ${width}]`);
     }
     const data = t.data as Float32Array | Uint16Array;
     const block = steps * width;
     const dst = this.data;
+    const rowSize = this.rowSize;
     for (let h = 0; h < heads; h++) {
       const from = (sourceRow * heads + h) * block;
-      const to = row * this.rowSize + (h * positions + position) * width;
+      const to = row * rowSize + (h * positions + position) * width;
       if (block > SMALL_BLOCK) {
         dst.set(data.subarray(from, from + block), to);
       } else {
@@ -178,9 +204,11 @@ class CpuBuffer implements BackendBufferV1 {
 
   copyPositions(src: number, dst: number, length: number): void {
     const { heads, positions, width } = this;
+    if (length > positions) throw new RangeError(`cpu backend: cannot copy ${length} positions of rows laid out with ${positions}`);
+    const rowSize = this.rowSize;
     for (let h = 0; h < heads; h++) {
-      const from = src * this.rowSize + h * positions * width;
-      this.data.copyWithin(dst * this.rowSize + h * positions * width, from, from + length * width);
+      const from = src * rowSize + h * positions * width;
+      this.data.copyWithin(dst * rowSize + h * positions * width, from, from + length * width);
     }
   }
 }

@@ -109,16 +109,15 @@ function decoderLayer(ctx: GraphContextV1, c: Qwen3Config, i: number, x: string,
   const eps = c.rmsNormEps;
   const attn: AttentionSpecV1 = { numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim, ropeTheta: c.ropeTheta };
   const n1 = ctx.rmsNorm(x, ctx.weight(`${p}.input_layernorm.weight`, [c.hiddenSize]), eps, { residual });
-  // q_norm / k_norm act on each head's head_dim values, before RoPE.
-  const headNorm = (y: string, heads: number, weight: string) => g.op('Reshape', [
-    ctx.rmsNorm(g.op('Reshape', [y, g.ints([-1, c.headDim])]), ctx.weight(weight, [c.headDim]), eps).out, g.ints([-1, heads * c.headDim]),
-  ]);
-  const q = headNorm(ctx.linear(L.q, n1.out), c.numHeads, `${p}.self_attn.q_norm.weight`);
-  const k = headNorm(ctx.linear(L.k, n1.out), c.numKvHeads, `${p}.self_attn.k_norm.weight`);
-  const v = ctx.linear(L.v, n1.out);
+  // q_norm / k_norm act on each head's head_dim values, before RoPE: [tokens·heads, head_dim], as attention takes it.
+  const headNorm = (y: string, weight: string) => ctx.rmsNorm(g.op('Reshape', [y, g.ints([-1, c.headDim])]), ctx.weight(weight, [c.headDim]), eps).out;
+  const [qProj, kProj, v] = ctx.linears([L.q, L.k, L.v], n1.out) as [string, string, string];
+  const q = headNorm(qProj, `${p}.self_attn.q_norm.weight`);
+  const k = headNorm(kProj, `${p}.self_attn.k_norm.weight`);
   const o = ctx.linear(L.o, ctx.attention(i, q, k, v, attn));
   const n2 = ctx.rmsNorm(o, ctx.weight(`${p}.post_attention_layernorm.weight`, [c.hiddenSize]), eps, { residual: n1.sum });
-  return { out: ctx.linear(L.down, swiglu(g, ctx.linear(L.gate, n2.out), ctx.linear(L.up, n2.out))), residual: n2.sum };
+  const [gate, up] = ctx.linears([L.gate, L.up], n2.out) as [string, string];
+  return { out: ctx.linear(L.down, swiglu(g, gate, up)), residual: n2.sum };
 }
 
 /** Final norm, then the head (the head graph: hidden states in, logits out). */

@@ -8,7 +8,8 @@ import fs from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  backends, Checkpoint, INT8_GEMM_FORMS, KvCache, loadModel, modelArchitectures, ModelRunner, quantizationMethods, quantize,
+  backends, Checkpoint, createGraphContext, INT8_GEMM_FORMS, KvCache, LLM, loadModel, modelArchitectures, ModelRunner, quantizationMethods,
+  quantize, readSmallTensors, SamplingParams, type LinearMethodV1, type QuantizationMethodV1,
 } from '@qllm/core';
 import { cpu } from '@qllm/backend-cpu';
 import { qwen3 } from '@qllm/model-qwen3';
@@ -118,6 +119,49 @@ describe('SmoothQuant A8W8 on a tiny Qwen3 with activation outliers', () => {
     await detected.session.dispose();
     quantizationMethods.register('OtherQuant', { specificationVersion: 'v1', name: 'OtherQuant', recognizes: () => false, getLinearMethod: () => null }, { override: true });
     await expect(loadModel({ model: smoothDir, quantization: 'OtherQuant' })).rejects.toThrow(/'OtherQuant' was requested.*'SmoothQuant'/);
+  });
+});
+
+describe('packed linears', () => {
+  // The same method without applyPacked: one GEMM per linear.
+  const unpacked = (m: LinearMethodV1 | null): LinearMethodV1 | null => m && { apply: (ctx, layer, x) => m.apply(ctx, layer, x) };
+  const onePerLinear: QuantizationMethodV1 = { ...smoothQuant, name: 'SmoothQuantOnePerLinear', getLinearMethod: (l, m) => unpacked(smoothQuant.getLinearMethod(l, m)) };
+  quantizationMethods.register('SmoothQuantOnePerLinear', onePerLinear, { override: true });
+
+  it('q/k/v and gate/up run as one int8 GEMM each (equal activation scales), with the same tokens and logprobs as one GEMM per linear', async () => {
+    const ckpt = await Checkpoint.open(smoothDir);
+    try {
+      const raw = JSON.parse(await fs.readFile(path.join(smoothDir, 'config.json'), 'utf8'));
+      const config = qwen3.parseConfig(raw, 'config.json');
+      const form = (await cpu.int8GemmForm!()).form;
+      const smallTensors = await readSmallTensors(ckpt);
+      const counts = (method: QuantizationMethodV1) => {
+        const ctx = createGraphContext({
+          checkpoint: ckpt, config, int8Form: form, supportsOp: cpu.supportsOp, smallTensors,
+          linearMethod: (l) => method.getLinearMethod(l, { config, quantizationConfig: raw.quantization_config }),
+        });
+        qwen3.buildGraph(ctx, config);
+        return ctx.g.opCounts();
+      };
+      // 7 linears a layer, the head float: 4 int8 GEMMs a layer packed (qkv, o, gate_up, down), 7 alone.
+      expect(counts(smoothQuant).MatMulIntegerToFloat).toBe(4 * config.numLayers);
+      expect(counts(onePerLinear).MatMulIntegerToFloat).toBe(7 * config.numLayers);
+    } finally {
+      await ckpt.close();
+    }
+    const run = async (quantization: string) => {
+      const llm = new LLM({ model: smoothDir, quantization, threads: 2, maxModelLen: 128, graphCache: false });
+      try {
+        return await llm.generate(['I am', 'Today is a long day and'], new SamplingParams({ temperature: 0, maxTokens: 12, logprobs: 3, ignoreEos: true }));
+      } finally {
+        await llm.close();
+      }
+    };
+    const [packed, alone] = [await run('SmoothQuant'), await run('SmoothQuantOnePerLinear')];
+    for (let i = 0; i < 2; i++) {
+      expect(packed[i]!.outputs[0]!.tokenIds).toEqual(alone[i]!.outputs[0]!.tokenIds);
+      expect(packed[i]!.outputs[0]!.logprobs).toEqual(alone[i]!.outputs[0]!.logprobs);
+    }
   });
 });
 

@@ -200,7 +200,10 @@ export class Engine {
   }
 
   private release(s: Sequence): void {
-    if (s.slot >= 0) this.freeSlots.push(s.slot);
+    if (s.slot >= 0) {
+      this.freeSlots.push(s.slot);
+      this.config.runner.cache.hold(s.slot, 0);
+    }
     s.slot = -1;
     this.freeSlots.sort((a, b) => b - a); // lowest slot last: new sequences pack into low slots, keeping decode batches short
   }

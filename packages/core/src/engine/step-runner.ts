@@ -1,8 +1,12 @@
 /**
  * Runs the model graph (GRAPH_IO) over a slot KV cache: a prefill chunk of one sequence, or one decode step of many
  * sequences together. The cache is one backend buffer per layer for keys and one for values,
- * [slots, numKvHeads, maxLen, headDim], fed as the same row views every step (read-only, never copied); each step's
- * new keys and values come back as small outputs and are written into their slots at their positions.
+ * [slots, numKvHeads, maxLen, headDim], fed as row views (read-only, never copied); each step's new keys and values
+ * come back as small outputs and are written into their slots at their positions.
+ *
+ * The views are laid out with just enough positions per head for the longest sequence held (`KvCacheBuffers.fit`,
+ * in steps of POSITION_STEP): attention reads and copies what the view holds, so a step's cost follows the context,
+ * not maxLen. Between re-layouts (one every POSITION_STEP positions at most) every step feeds the same view objects.
  */
 import type { BackendBufferV1, BackendSessionV1, BackendValue } from '../backend/v1/backend-v1.js';
 import { ConfigError } from '../errors.js';
@@ -24,10 +28,15 @@ export function kvCacheBytes(config: ModelConfigV1, layout: KvCacheLayout): numb
   return 2 * config.numLayers * layout.slots * config.numKvHeads * layout.maxLen * config.headDim * (layout.dtype === 'float16' ? 2 : 4);
 }
 
+/** The views' positions per head grow and shrink in steps of this many. */
+export const POSITION_STEP = 32;
+
 /** The cache buffers of every layer. */
 export class KvCacheBuffers {
   readonly keys: BackendBufferV1[] = [];
   readonly values: BackendBufferV1[] = [];
+  /** Positions each slot holds (0 when free). */
+  private readonly held: number[];
 
   constructor(session: BackendSessionV1, config: ModelConfigV1, readonly layout: KvCacheLayout) {
     const shape = [layout.slots, config.numKvHeads, layout.maxLen, config.headDim];
@@ -36,11 +45,39 @@ export class KvCacheBuffers {
       this.keys.push(session.allocate(dtype, shape));
       this.values.push(session.allocate(dtype, shape));
     }
+    this.held = new Array<number>(layout.slots).fill(0);
+    this.layOut(Math.min(layout.maxLen, POSITION_STEP));
+  }
+
+  /** Positions per head the views have now. */
+  get positions(): number {
+    return this.keys[0]?.positions ?? this.layout.maxLen;
+  }
+
+  /**
+   * Lay the buffers out for a run that reaches `need` positions: grow to the next POSITION_STEP multiple when the
+   * view is too short, shrink when what every slot holds fits in half of it.
+   */
+  fit(need: number): void {
+    const want = Math.max(need, ...this.held);
+    const size = Math.min(this.layout.maxLen, Math.ceil(want / POSITION_STEP) * POSITION_STEP);
+    if (want > this.positions || size <= this.positions / 2) this.layOut(size);
+  }
+
+  /** Slot `slot` now holds `length` positions (0: it is free). */
+  hold(slot: number, length: number): void {
+    this.held[slot] = length;
   }
 
   /** Copy one slot's first `length` positions into another (n > 1 completions share their prompt). */
   copySlot(src: number, dst: number, length: number): void {
+    this.fit(length);
     for (const b of [...this.keys, ...this.values]) b.copyPositions(src, dst, length);
+    this.held[dst] = length;
+  }
+
+  private layOut(positions: number): void {
+    for (const b of [...this.keys, ...this.values]) b.setPositions(positions);
   }
 }
 
@@ -70,7 +107,7 @@ export class StepRunner {
   async prefill(slot: number, tokens: readonly number[], past: number, logitRows: readonly number[]): Promise<Float32Array> {
     const S = tokens.length;
     if (past + S > this.cache.layout.maxLen) throw new ConfigError(`slot ${slot}: ${past} + ${S} positions exceed the cache's ${this.cache.layout.maxLen}`);
-    return this.run(1, slot, [{ slot, past }], {
+    return this.run(1, slot, [{ slot, past }], S, {
       [GRAPH_IO.inputIds]: int64(tokens, [1, S]),
       [GRAPH_IO.seqlensK]: int32([past + S - 1], [1]),
       [GRAPH_IO.totalSequenceLength]: int32([past + S], [1]),
@@ -93,7 +130,7 @@ export class StepRunner {
       seqlens[r.slot] = r.past;
       total = Math.max(total, r.past + 1);
     }
-    return this.run(batch, 0, rows, {
+    return this.run(batch, 0, rows, 1, {
       [GRAPH_IO.inputIds]: int64(ids, [batch, 1]),
       [GRAPH_IO.seqlensK]: int32(seqlens, [batch]),
       [GRAPH_IO.totalSequenceLength]: int32([total], [1]),
@@ -106,8 +143,9 @@ export class StepRunner {
    * `past` (the throw-away rows of free slots are not written).
    */
   private async run(
-    batch: number, first: number, written: ReadonlyArray<{ slot: number; past: number }>, feeds: Record<string, HostTensor | BackendValue>,
+    batch: number, first: number, written: ReadonlyArray<{ slot: number; past: number }>, S: number, feeds: Record<string, HostTensor | BackendValue>,
   ): Promise<Float32Array> {
+    this.cache.fit(Math.max(...written.map((r) => r.past + S)));
     for (let i = 0; i < this.config.numLayers; i++) {
       feeds[GRAPH_IO.pastKey(i)] = this.cache.keys[i]!.rows(first, batch);
       feeds[GRAPH_IO.pastValue(i)] = this.cache.values[i]!.rows(first, batch);
@@ -120,6 +158,7 @@ export class StepRunner {
         this.session.release(fresh);
       }
     }
+    for (const r of written) this.cache.hold(r.slot, r.past + S);
     const logits = out[GRAPH_IO.logits]!;
     const host = this.session.toHost(logits).data as Float32Array;
     this.session.release(logits);

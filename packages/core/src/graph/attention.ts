@@ -3,11 +3,12 @@
  * past positions from it, and the step's rotated keys and values come out as small outputs (new_key / new_value) that
  * the engine writes into the cache. (onnxruntime-node copies every fetched output into a fresh JavaScript buffer,
  * so a cache bound as an output — GroupQueryAttention's shared past/present buffer — would be copied whole every
- * step; an input is not.) Two lowerings:
- *  - fused: RotaryEmbedding on q and k, then com.microsoft GroupQueryAttention over the used part of the cache;
- *  - plain ONNX ops, for a backend without them (or head_dim % 16 != 0): RoPE, the cached and new keys
- *    concatenated, a masked softmax.
- * In a single layer's graph (LAYER_IO, calibration) there is no cache: one sequence at positions 0…S−1.
+ * step; an input is not.) RoPE is com.microsoft RotaryEmbedding where the backend has it (plain ops otherwise). Over
+ * the cache, attention is plain ops that read the cache view in place (the engine lays the view out just longer than
+ * the longest sequence, so it is what the sequences hold): scores against the view and against the step's new keys,
+ * one masked softmax, probabilities × values from each; FusedMatMul (transB) where the backend has it, so no
+ * transposed copy of the keys is made. In a single layer's graph (LAYER_IO, calibration) there is no cache: one
+ * sequence at positions 0…S−1, through com.microsoft GroupQueryAttention where the backend has it.
  */
 import type { AttentionSpecV1 } from '../model/v1/graph-context-v1.js';
 import type { GraphBuilder } from './graph-builder.js';
@@ -42,9 +43,12 @@ export interface AttentionLoweringOptions {
 /** Emits attention for every layer of one graph; holds the values the layers share. */
 export class AttentionLowering {
   private readonly g: GraphBuilder;
-  private shared?: { bs: string; S: string; seqlensK: string; total: string; pastLen: string };
+  private shared?: { bs: string; S: string; seqlensK: string; total: string };
   private positionsValue?: string;
   private readonly ropeCache = new Map<string, { cos: string; sin: string }>();
+  private readonly masks = new Map<string, string>();
+  private readonly shapes = new Map<string, string>();
+  private viewLen?: string;
   /** The new keys and values each layer produced (model mode), [B, numKvHeads, S, headDim] in the KV dtype. */
   readonly newKv: Array<{ key: string; value: string }> = [];
 
@@ -62,68 +66,112 @@ export class AttentionLowering {
     const positions = this.positions();
     const toKv = (x: string) => (this.o.kvDtype === 'float16' ? g.op('Cast', [x], { to: TO_FLOAT16 }) : x);
     const fromKv = (x: string) => (this.o.kvDtype === 'float16' ? g.op('Cast', [x], { to: TO_FLOAT }) : x);
-    const shape = (...tail: number[]) => g.op('Concat', [shared.bs, g.ints(tail)], { axis: 0 });
-    const byHead = (x: string) => g.op('Transpose', [x], { perm: [0, 2, 1, 3] }); // [B, S, n, hd] ↔ [B, n, S, hd]
+    const shape = (...tail: number[]) => this.shapeOf(tail);
 
-    // Rotate q and k at their positions: [B, S, n·hd].
-    const rotate = (x: string, n: number): string => {
-      const rows = g.op('Reshape', [x, shape(n * hd)]);
-      if (this.o.supports('RotaryEmbedding')) {
-        const t = this.ropeTables(spec, 'half');
-        return g.op('RotaryEmbedding', [rows, positions, t.cos, t.sin], { interleaved: 0, num_heads: n }, MS);
-      }
-      const t = this.ropeTables(spec, 'full');
-      const at = (table: string) => g.op('Unsqueeze', [g.op('Gather', [table, positions], { axis: 0 }), g.ints([2])]); // [B, S, 1, hd]
-      return g.op('Reshape', [applyRope(g, g.op('Reshape', [x, shape(n, hd)]), { cos: at(t.cos), sin: at(t.sin) }, hd), shape(n * hd)]);
-    };
-    const qr = rotate(q, H);
-    const kr = rotate(k, K);
-    const vr = g.op('Reshape', [v, shape(K * hd)]);
-    const kNew = byHead(g.op('Reshape', [kr, shape(K, hd)])); // [B, K, S, hd]
-    const vNew = byHead(g.op('Reshape', [vr, shape(K, hd)]));
-    if (model) this.newKv[layer] = { key: toKv(kNew), value: toKv(vNew) };
-    // The cached positions every row may read: the first `pastLen` (= total − S) of each slot.
-    const cached = (name: string) => fromKv(g.op('Slice', [this.pastInput(name, spec), g.ints([0]), shared.pastLen, g.ints([2])]));
-
-    // onnxruntime's GroupQueryAttention needs head_size % 16 == 0; other shapes take the plain ops.
-    if (this.o.supports('GroupQueryAttention') && hd % 16 === 0) {
-      const past = model ? [cached(GRAPH_IO.pastKey(layer)), cached(GRAPH_IO.pastValue(layer))] : ['', ''];
-      const [out] = g.node('GroupQueryAttention', [qr, kr, vr, past[0]!, past[1]!, shared.seqlensK, shared.total],
+    // A layer graph (calibration: no cache) takes onnxruntime's GroupQueryAttention where it runs (head_size % 16 == 0).
+    // Over a cache it does not: it zero-fills a fresh present buffer and copies each row's past into it (once per
+    // query head) on every call, which at 16 sequences × 160 positions cost 6 ms a layer against 1 for the plain
+    // ops below; with one sequence the two are level at 128+ positions (bench/profile-step.ts).
+    if (!model && this.o.supports('GroupQueryAttention') && this.o.supports('RotaryEmbedding') && hd % 16 === 0) {
+      const t = this.ropeTables(spec, 'half');
+      const rotate = (x: string, n: number) => g.op('RotaryEmbedding', [g.op('Reshape', [x, shape(n * hd)]), positions, t.cos, t.sin], { interleaved: 0, num_heads: n }, MS);
+      const [out] = g.node('GroupQueryAttention', [rotate(q, H), rotate(k, K), g.op('Reshape', [v, shape(K * hd)]), '', '', shared.seqlensK, shared.total],
         { num_heads: H, kv_num_heads: K, scale: { float: scale } }, { ...MS, outputs: 3, name: 'GroupQueryAttention' });
       return g.op('Reshape', [out!, g.ints([-1, H * hd])]);
     }
 
-    // Plain ops: keys = [cached | new] along positions, masked per row; q as [B, K, rep, S, hd].
-    const keys = model ? g.op('Concat', [cached(GRAPH_IO.pastKey(layer)), kNew], { axis: 2 }) : kNew;
-    const values = model ? g.op('Concat', [cached(GRAPH_IO.pastValue(layer)), vNew], { axis: 2 }) : vNew;
+    // Plain ops that read the cache view in place. Heads first, [B, n, S, hd], rotated in that layout; the new keys
+    // and values are the step's cache entries as they are. Query rows are grouped by KV head, [B, K, rep·S, hd] (row
+    // r·S + s is token s of query head k·rep + r), so each KV head's keys and values are read once for all its query
+    // heads. (Queries laid out [rep, B, K, S, hd], broadcast against the cache with M = 1 GEMMs that MLAS streams
+    // without packing, measured slower: every key is then read rep times.)
+    const byHead = (x: string, n: number) => g.op('Transpose', [g.op('Reshape', [x, shape(n, hd)])], { perm: [0, 2, 1, 3] });
+    const qh = this.rotate(byHead(q, H), spec);
+    const kNew = this.rotate(byHead(k, K), spec);
+    const vNew = byHead(v, K);
+    if (model) this.newKv[layer] = { key: toKv(kNew), value: toKv(vNew) };
     const rep = H / K;
-    const batch = g.op('Slice', [shared.bs, g.ints([0]), g.ints([1])]);
-    const q5 = g.op('Reshape', [byHead(g.op('Reshape', [qr, shape(H, hd)])), g.op('Concat', [batch, g.ints([K, rep, -1, hd])], { axis: 0 })]);
-    const k5 = g.op('Unsqueeze', [keys, g.ints([2])]); // [B, K, 1, T, hd]
-    const v5 = g.op('Unsqueeze', [values, g.ints([2])]);
-    const scores = g.op('Mul', [g.op('MatMul', [q5, g.op('Transpose', [k5], { perm: [0, 1, 2, 4, 3] })]), g.scalar(scale)]); // [B, K, rep, S, T]
-    const probs = g.op('Softmax', [g.op('Add', [scores, this.mask()])], { axis: -1 });
-    const ctx = g.op('MatMul', [probs, v5]); // [B, K, rep, S, hd]
-    const merged = g.op('Reshape', [ctx, g.op('Concat', [batch, g.ints([H, -1, hd])], { axis: 0 })]);
-    return g.op('Reshape', [byHead(merged), g.ints([-1, H * hd])]);
+    const q4 = g.op('Reshape', [qh, g.ints([0, K, -1, hd])]);
+    const scoresNew = this.scaledMatMulT(q4, kNew, scale); // [B, K, rep·S, S]
+    let ctx: string;
+    if (model) {
+      // Scores against the cached positions and the new ones, one masked softmax over both, probabilities × values
+      // from each.
+      const pastKey = fromKv(this.pastInput(GRAPH_IO.pastKey(layer), spec));
+      const pastValue = fromKv(this.pastInput(GRAPH_IO.pastValue(layer), spec));
+      // [1]: the view's positions (every layer's view has the same length).
+      this.viewLen ??= g.op('Slice', [g.op('Shape', [pastKey]), g.ints([2]), g.ints([3])]);
+      const viewLen = this.viewLen;
+      const scores = g.op('Concat', [this.scaledMatMulT(q4, pastKey, scale), scoresNew], { axis: -1 }); // [B, K, rep·S, P + S]
+      const probs = g.op('Softmax', [g.op('Add', [scores, this.mask(rep, viewLen)])], { axis: -1 });
+      const fromCache = g.op('MatMul', [g.op('Slice', [probs, g.ints([0]), viewLen, g.ints([3])]), pastValue]);
+      const fromNew = g.op('MatMul', [g.op('Slice', [probs, viewLen, g.ints([2 ** 31 - 1]), g.ints([3])]), vNew]);
+      ctx = g.op('Add', [fromCache, fromNew]);
+    } else {
+      ctx = g.op('MatMul', [g.op('Softmax', [g.op('Add', [scoresNew, this.mask(rep)])], { axis: -1 }), vNew]);
+    }
+    const tokens = g.op('Transpose', [g.op('Reshape', [ctx, g.ints([0, H, -1, hd])])], { perm: [0, 2, 1, 3] }); // [B, S, H, hd]
+    return g.op('Reshape', [tokens, g.ints([-1, H * hd])]);
+  }
+
+  /** x [B, n, S, hd] rotated at its tokens' positions. */
+  private rotate(x: string, spec: AttentionSpecV1): string {
+    const { g } = this;
+    const positions = this.positions();
+    if (this.o.supports('RotaryEmbedding')) {
+      const t = this.ropeTables(spec, 'half');
+      return g.op('RotaryEmbedding', [x, positions, t.cos, t.sin], { interleaved: 0 }, MS);
+    }
+    const t = this.ropeTables(spec, 'full');
+    const at = (table: string) => g.op('Unsqueeze', [g.op('Gather', [table, positions], { axis: 0 }), g.ints([1])]); // [B, 1, S, hd]
+    return applyRope(g, x, { cos: at(t.cos), sin: at(t.sin) }, spec.headDim);
+  }
+
+  /** [B, S, ...tail], made once per graph. */
+  private shapeOf(tail: number[]): string {
+    const key = tail.join(',');
+    let value = this.shapes.get(key);
+    if (!value) {
+      value = this.g.op('Concat', [this.sharedValues().bs, this.g.ints(tail)], { axis: 0 });
+      this.shapes.set(key, value);
+    }
+    return value;
+  }
+
+  /** alpha · a · bᵀ over the last two axes, without materializing bᵀ where the backend has FusedMatMul. */
+  private scaledMatMulT(a: string, b: string, alpha: number): string {
+    const { g } = this;
+    if (this.o.supports('FusedMatMul')) return g.op('FusedMatMul', [a, b], { transB: 1, alpha: { float: alpha } }, MS);
+    return g.op('Mul', [g.op('MatMul', [a, g.op('Transpose', [b], { perm: [0, 1, 3, 2] })]), g.scalar(alpha)]);
   }
 
   /**
-   * The additive mask [B, 1, 1, S, pastLen + S] of the plain lowering: row b's token s sees cached position j when
-   * j < past_b (its own cached positions; the slot may hold stale ones beyond), and new token t when t ≤ s.
+   * The additive mask of the plain lowering (made once per graph), [B, 1, rep·S, P + S] over a cache view of P
+   * positions ([rep·S, S] without a cache): query row m (token s = m mod S) of row b sees cached position j when
+   * j < past_b (the view may hold stale positions beyond), and new token t when t ≤ s.
    */
-  private mask(): string {
+  private mask(rep: number, viewLen?: string): string {
+    const key = `${rep}:${viewLen ?? ''}`;
+    const made = this.masks.get(key);
+    if (made) return made;
     const { g } = this;
-    const { S, seqlensK, pastLen } = this.sharedValues();
+    const { S, seqlensK } = this.sharedValues();
     const s = g.op('Squeeze', [S, g.ints([0])]);
-    const T = g.op('Add', [g.op('Squeeze', [pastLen, g.ints([0])]), s]);
-    const j = g.op('Range', [g.ints(0), T, g.ints(1)]); // [T]
-    const t = g.op('Unsqueeze', [g.op('Range', [g.ints(0), s, g.ints(1)]), g.ints([1])]); // [S, 1]
-    const pastB = g.op('Unsqueeze', [g.op('Sub', [g.op('Add', [g.op('Cast', [seqlensK], { to: TO_INT64 }), g.ints(1)]), S]), g.ints([1, 2, 3, 4])]); // [B,1,1,1,1]
-    const fromCache = g.op('Less', [j, pastB]); // [B,1,1,1,T]
-    const newIndex = g.op('Sub', [j, pastLen]); // index among the new tokens (negative for cached positions)
-    const fromNew = g.op('And', [g.op('GreaterOrEqual', [newIndex, g.ints(0)]), g.op('LessOrEqual', [newIndex, t])]); // [S, T]
-    return g.op('Where', [g.op('Or', [fromCache, fromNew]), g.scalar(0), g.scalar(-3.0e38)]);
+    const rows = g.op('Range', [g.ints(0), g.op('Mul', [s, g.ints(rep)]), g.ints(1)]);
+    const tokenOfRow = g.op('Unsqueeze', [g.op('Mod', [rows, s]), g.ints([1])]); // [rep·S, 1]
+    let visible = g.op('LessOrEqual', [g.op('Range', [g.ints(0), s, g.ints(1)]), tokenOfRow]); // [rep·S, S]
+    if (viewLen !== undefined) {
+      const batch = g.op('Slice', [g.op('Shape', [seqlensK]), g.ints([0]), g.ints([1])]);
+      const j = g.op('Range', [g.ints(0), g.op('Squeeze', [viewLen, g.ints([0])]), g.ints(1)]); // [P]
+      const pastB = g.op('Unsqueeze', [g.op('Sub', [g.op('Add', [g.op('Cast', [seqlensK], { to: TO_INT64 }), g.ints(1)]), S]), g.ints([1, 2, 3])]); // [B,1,1,1]
+      const rowsN = g.op('Mul', [S, g.ints([rep])]);
+      const fromCache = g.op('Expand', [g.op('Less', [j, pastB]), g.op('Concat', [batch, g.ints([1]), rowsN, viewLen], { axis: 0 })]);
+      const fromNew = g.op('Expand', [visible, g.op('Concat', [batch, g.ints([1]), rowsN, S], { axis: 0 })]);
+      visible = g.op('Concat', [fromCache, fromNew], { axis: -1 });
+    }
+    const mask = g.op('Where', [visible, g.scalar(0), g.scalar(-3.0e38)]);
+    this.masks.set(key, mask);
+    return mask;
   }
 
   /** The cache input of one layer (declared on first use). */
@@ -139,15 +187,14 @@ export class AttentionLowering {
       const S = g.op('Slice', [bs, g.ints([1]), g.ints([2])]); // [1]
       const seqlensK = g.input(GRAPH_IO.seqlensK, 'int32', ['batch']);
       const total = g.input(GRAPH_IO.totalSequenceLength, 'int32', [1]);
-      const pastLen = g.op('Sub', [g.op('Cast', [total], { to: TO_INT64 }), S]);
-      this.shared = { bs, S, seqlensK, total, pastLen };
+      this.shared = { bs, S, seqlensK, total };
     } else {
       // One sequence of S tokens at positions 0…S−1, no cache.
       const S = g.op('Slice', [g.op('Shape', [this.io.hidden!]), g.ints([0]), g.ints([1])]); // [1] int64
       const bs = g.op('Concat', [g.ints([1]), S], { axis: 0 });
       const seqlensK = g.op('Cast', [g.op('Sub', [S, g.ints(1)])], { to: TO_INT32 });
       const total = g.op('Cast', [S], { to: TO_INT32 });
-      this.shared = { bs, S, seqlensK, total, pastLen: g.ints([0]) };
+      this.shared = { bs, S, seqlensK, total };
     }
     return this.shared;
   }
@@ -163,7 +210,7 @@ export class AttentionLowering {
     return this.positionsValue;
   }
 
-  /** cos/sin tables [maxLen, hd/2] ('half', GroupQueryAttention's cos_cache) or [maxLen, hd] ('full', rotate_half form). */
+  /** cos/sin tables [maxLen, hd/2] ('half', RotaryEmbedding's cos_cache) or [maxLen, hd] ('full', rotate_half form). */
   private ropeTables(spec: AttentionSpecV1, form: 'half' | 'full'): { cos: string; sin: string } {
     const key = `${spec.headDim}:${spec.ropeTheta}:${form}`;
     let tables = this.ropeCache.get(key);

@@ -89,6 +89,8 @@ export interface ModelPlan {
  */
 export class GraphBuilder {
   private readonly nodes: OnnxNs.INodeProto[] = [];
+  /** Values output() renamed to their output's name. */
+  private readonly renamed = new Map<string, string>();
   private readonly inits: Initializer[] = [];
   private readonly names = new Set<string>();
   private readonly ins: BuiltModel['inputs'] = [];
@@ -130,13 +132,34 @@ export class GraphBuilder {
     return name;
   }
 
-  /** Mark `value` as a graph output called `name` (an Identity is added when the names differ). */
+  /**
+   * Mark `value` as a graph output called `name`. A value a node of this graph made is renamed (its producer writes
+   * the output directly, its consumers read it under the new name); anything else (an input, an initializer) gets an
+   * Identity.
+   */
   output(value: string, name: string, elemType: ElemType, shape: Dim[]): void {
-    if (value !== name) {
+    const current = this.renamed.get(value) ?? value;
+    if (current !== name) {
       this.claim(name);
-      this.nodes.push({ opType: 'Identity', input: [value], output: [name], name: `${name}/Identity` });
+      const producer = this.nodes.find((n) => n.output?.includes(current));
+      if (producer && current === value) {
+        for (const n of this.nodes) {
+          n.input = (n.input ?? []).map((i) => (i === value ? name : i));
+          n.output = (n.output ?? []).map((o) => (o === value ? name : o));
+        }
+        this.renamed.set(value, name);
+      } else {
+        this.nodes.push({ opType: 'Identity', input: [current], output: [name], name: `${name}/Identity` });
+      }
     }
     this.outs.push({ name, elemType, shape });
+  }
+
+  /** How many nodes of each op type the graph holds (what a lowering emitted, for tests and reports). */
+  opCounts(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const n of this.nodes) counts[n.opType!] = (counts[n.opType!] ?? 0) + 1;
+    return counts;
   }
 
   /** A named initializer (a weight); `data` may be a function, called once when the model is built. */

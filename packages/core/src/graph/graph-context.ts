@@ -1,5 +1,5 @@
 import { CheckpointError } from '../errors.js';
-import { toFloat32 } from '../tensor/dtype.js';
+import { toFloat32, type HostTensor } from '../tensor/dtype.js';
 import type { TensorSource } from '../tensor/tensor-source.js';
 import type { GraphContextV1, GraphInputsV1 } from '../model/v1/graph-context-v1.js';
 import type { LinearSpec, ModelConfigV1 } from '../model/v1/model-architecture-v1.js';
@@ -75,7 +75,31 @@ export interface GraphContextOptions {
   maxInitializerBytes?: number;
   /** The longest sequence the graph serves (rotary tables); default config.maxPositionEmbeddings. */
   maxLen?: number;
+  /** The checkpoint's small tensors, read ahead (`readSmallTensors`): what `smallTensor` answers from. */
+  smallTensors?: ReadonlyMap<string, HostTensor>;
   builder?: GraphBuilder;
+}
+
+/** Tensors up to this many values are read ahead for `LinearContextV1.smallTensor`. */
+export const SMALL_TENSOR_ELEMENTS = 64;
+
+/** Every tensor of at most SMALL_TENSOR_ELEMENTS values in the checkpoint (scales, zero points), read now. */
+export async function readSmallTensors(checkpoint: TensorSource): Promise<Map<string, HostTensor>> {
+  const small = new Map<string, HostTensor>();
+  for (const name of checkpoint.names()) {
+    if (checkpoint.info(name).shape.reduce((a, b) => a * b, 1) <= SMALL_TENSOR_ELEMENTS) small.set(name, await checkpoint.read(name));
+  }
+  return small;
+}
+
+/** "a.b.{q_proj,k_proj}" for linears "a.b.q_proj" and "a.b.k_proj": the name of a packed group. */
+export function packedName(layers: readonly LinearSpec[]): string {
+  const names = layers.map((l) => l.name);
+  const dot = names[0]!.lastIndexOf('.');
+  const prefix = names[0]!.slice(0, dot + 1);
+  return names.every((n) => n.startsWith(prefix) && !n.slice(prefix.length).includes('.'))
+    ? `${prefix}{${names.map((n) => n.slice(prefix.length)).join(',')}}`
+    : `{${names.join(',')}}`;
 }
 
 /** Implements GraphContextV1 over a checkpoint: weights become lazily read initializers in their stored width. */
@@ -161,6 +185,9 @@ export function createGraphContext(options: GraphContextOptions): GraphContextV1
     }, io);
   };
 
+  const methodOf = (layer: LinearSpec): LinearMethodV1 =>
+    options.linearMethod(layer) ?? (layer.layer < 0 && options.lmHead === 'int8' ? int8WeightOnlyHead : unquantizedLinear);
+
   const ctx: GraphContextV1 & LinearContextV1 & { readonly g: GraphBuilder } = {
     g,
     checkpoint,
@@ -237,9 +264,17 @@ export function createGraphContext(options: GraphContextOptions): GraphContextV1
       return emitInt8MatMul(g, options.int8Form, spec);
     },
     linear(layer, x) {
-      const method = options.linearMethod(layer) ?? (layer.layer < 0 && options.lmHead === 'int8' ? int8WeightOnlyHead : unquantizedLinear);
-      return g.withScope(layer.name, () => method.apply(ctx, layer, x));
+      return g.withScope(layer.name, () => methodOf(layer).apply(ctx, layer, x));
     },
+    linears(layers, x) {
+      const method = methodOf(layers[0]!);
+      if (layers.length > 1 && method.applyPacked && layers.every((l) => methodOf(l) === method)) {
+        const packed = g.withScope(packedName(layers), () => method.applyPacked!(ctx, layers, x));
+        if (packed) return packed;
+      }
+      return layers.map((l) => ctx.linear(l, x));
+    },
+    smallTensor: (name) => options.smallTensors?.get(name),
   };
   return ctx;
 }

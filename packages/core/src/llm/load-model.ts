@@ -1,6 +1,6 @@
 import { CheckpointError, ConfigError, RegistryError } from '../errors.js';
 import type { KvDtype } from '../graph/attention.js';
-import { createGraphContext, type LmHeadOption } from '../graph/graph-context.js';
+import { createGraphContext, readSmallTensors, type LmHeadOption } from '../graph/graph-context.js';
 import { defaultCacheDir, writeGraph } from '../graph/graph-cache.js';
 import { loadModelFolder, type ModelFolder } from '../loading/index.js';
 import type { BackendSessionV1, BackendV1 } from '../backend/v1/backend-v1.js';
@@ -86,6 +86,7 @@ export async function loadModel(options: LoadModelOptions): Promise<LoadedModel>
       kvDtype: options.kvDtype,
       lmHead: options.lmHead,
       maxLen: options.maxModelLen,
+      smallTensors: quantization ? await readSmallTensors(checkpoint) : undefined,
       linearMethod: (layer) => quantization?.getLinearMethod(layer, { config, quantizationConfig }) ?? null,
     });
     options.onProgress?.('reading weights and building the graph');

@@ -14,12 +14,27 @@ export interface BackendSessionOptions {
  * A buffer that lives with the backend across runs (the KV cache): zero-filled at allocation, row-major, with rows
  * along axis 0 (the cache's sequence slots) and [heads, positions, width] in each row. Views of its rows are fed to
  * runs as inputs, never copied; a run's new entries are written into it with `writePositions`.
+ *
+ * `shape[2]` is the capacity of a row; `positions` (≤ capacity) is how many positions per head the rows are laid
+ * out with now, and so the length of the views a run reads. The engine keeps it just above the longest sequence
+ * (`setPositions`), so a kernel that reads or copies the whole view (GroupQueryAttention copies its past into its
+ * present) costs what the sequences hold, not the capacity.
  */
 export interface BackendBufferV1 {
   readonly dtype: 'F32' | 'F16';
   readonly shape: readonly number[];
   readonly byteLength: number;
-  /** Rows [first, first + count) along axis 0, as a value to feed. The same rows give the same object. */
+  /** Positions per head in the current layout (starts at `shape[2]`). */
+  readonly positions: number;
+  /**
+   * Re-lay every row with `positions` positions per head, in place, keeping each head's first min(old, new)
+   * positions. Views handed out before are stale afterwards.
+   */
+  setPositions(positions: number): void;
+  /**
+   * Rows [first, first + count) along axis 0, as a value to feed: [count, heads, positions, width]. The same rows in
+   * the same layout give the same object.
+   */
   rows(first: number, count: number): BackendValue;
   /**
    * Write `source` (a run's output [batch, heads, S, width] of this buffer's dtype) row `sourceRow` into row `row` at

@@ -76,9 +76,16 @@ export interface GraphContextV1 {
    */
   linear(layer: LinearSpec, x: string): string;
   /**
+   * y_i = x · W_iᵀ for linears that read the same x (q/k/v, gate/up), in order. Where their quantization method can
+   * run them as one GEMM with the same result (`LinearMethodV1.applyPacked`: one activation quantization, the weights
+   * side by side, vLLM's QKVParallelLinear / MergedColumnParallelLinear) it does; otherwise each is `linear`.
+   */
+  linears(layers: readonly LinearSpec[], x: string): string[];
+  /**
    * Causal self-attention of decoder layer `layer` with its KV cache: q [tokens, numHeads·headDim], k and v
-   * [tokens, numKvHeads·headDim] (q and k already normed, not yet rotated). Rotates q and k by their positions,
-   * appends k and v to the cache and returns [tokens, numHeads·headDim].
+   * [tokens, numKvHeads·headDim] (q and k already normed, not yet rotated; any shape holding those values in that
+   * order, e.g. [tokens·heads, headDim] straight from a per-head norm). Rotates q and k by their positions, appends
+   * k and v to the cache and returns [tokens, numHeads·headDim].
    */
   attention(layer: number, q: string, k: string, v: string, spec: AttentionSpecV1): string;
   /**

@@ -1,5 +1,6 @@
 import type { Int8MatMulSpec } from '../../graph/int8-matmul.js';
 import type { TensorSource } from '../../tensor/tensor-source.js';
+import type { HostTensor } from '../../tensor/dtype.js';
 import type { LinearSpec, ModelArchitectureV1, ModelConfigV1 } from '../../model/v1/model-architecture-v1.js';
 import type { GraphOpsV1 } from '../../model/v1/graph-context-v1.js';
 
@@ -16,12 +17,22 @@ export interface LinearContextV1 {
    * states the math, and the lowering uses the integer form the backend runs exactly on this CPU.
    */
   int8MatMul(spec: Int8MatMulSpec): string;
+  /**
+   * A checkpoint tensor of at most 64 values (a scale, a zero point), read before the graph is built so a method can
+   * decide the graph's shape by it; undefined when absent or not read ahead (`readSmallTensors`).
+   */
+  smallTensor(name: string): HostTensor | undefined;
 }
 
 /** How one linear layer is lowered into graph ops. */
 export interface LinearMethodV1 {
   /** Returns y = x · Wᵀ (approximately, for quantized methods); x is [tokens, in]. */
   apply(ctx: LinearContextV1, layer: LinearSpec, x: string): string;
+  /**
+   * Linears that read the same x (all of them given to this method) as one GEMM, each output exactly what `apply`
+   * would give; null when they cannot be (then each is applied alone).
+   */
+  applyPacked?(ctx: LinearContextV1, layers: readonly LinearSpec[], x: string): string[] | null;
 }
 
 /** A model folder whose config.json has no quantization_config, as a method sees it when asked to recognise it. */
