@@ -32,7 +32,14 @@ const texts = Array.from({ length: nSamples }, (_, s) => {
 
 const output = fs.mkdtempSync(path.join(os.tmpdir(), 'qllm-calib-'));
 const t0 = performance.now();
-const result = await quantize({ model, output: path.join(output, 'q'), calibration: { texts }, numSamples: nSamples, maxSeqLen: nTokens });
+// Each layer's finish time on stderr, so a run cut short still tells its pace.
+let lastLayer = -1;
+const onProgress = (p: { layer: number; numLayers: number }) => {
+  if (p.layer === lastLayer) return;
+  if (lastLayer >= 0) console.error(`layer ${lastLayer + 1}/${p.numLayers} done at ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  lastLayer = p.layer;
+};
+const result = await quantize({ model, output: path.join(output, 'q'), calibration: { texts }, numSamples: nSamples, maxSeqLen: nTokens, onProgress });
 const wallS = (performance.now() - t0) / 1000;
 fs.rmSync(output, { recursive: true, force: true });
 const report = result.report as { calibrationTokens: number; evalTokens: number };

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { GraphBuilder } from '@qllm/core';
+import * as ort from 'onnxruntime-node';
 import { createCpuBackend } from './cpu-backend.js';
 
 describe('cpu backend', () => {
@@ -36,6 +37,45 @@ describe('cpu backend', () => {
     }
     out = await session.run({ x: { dtype: 'F32', shape: [1, 1200], data: xs.subarray(0, 1200) }, past: out.present! });
     expect(session.toHost(out.present!).shape).toEqual([1, 3, 3]);
+    await session.dispose();
+  });
+
+  it('re-lays a buffer\'s rows in place: growing and shrinking keep each head\'s first positions, and views follow', async () => {
+    const g = new GraphBuilder('t');
+    g.output(g.op('Identity', [g.input('x', 'float32', [1])]), 'y', 'float32', [1]);
+    const session = await createCpuBackend({ threads: 1 }).createSession(await g.build());
+    const [rows, heads, width] = [3, 2, 4];
+    const buf = session.allocate('F32', [rows, heads, 8, width]);
+    expect(buf.positions).toBe(8);
+    buf.setPositions(3);
+    // Row r, head h, position p, lane w holds r·1000 + h·100 + p·10 + w.
+    const value = (r: number, h: number, p: number, w: number) => r * 1000 + h * 100 + p * 10 + w;
+    for (let r = 0; r < rows; r++) {
+      const block = Float32Array.from({ length: heads * 3 * width }, (_, i) => value(r, Math.floor(i / (3 * width)), Math.floor(i / width) % 3, i % width));
+      buf.writePositions(r, 0, new ort.Tensor('float32', block, [1, heads, 3, width]), 0);
+    }
+    const check = (positions: number, kept: number) => {
+      const view = buf.rows(0, rows) as ort.Tensor;
+      expect(view.dims).toEqual([rows, heads, positions, width]);
+      const data = view.data as Float32Array;
+      for (let r = 0; r < rows; r++) {
+        for (let h = 0; h < heads; h++) {
+          for (let p = 0; p < kept; p++) {
+            for (let w = 0; w < width; w++) expect(data[((r * heads + h) * positions + p) * width + w]).toBe(value(r, h, p, w));
+          }
+        }
+      }
+    };
+    check(3, 3);
+    const before = buf.rows(1, 2);
+    buf.setPositions(7); // grow: blocks move up, last first
+    check(7, 3);
+    expect(buf.rows(1, 2)).not.toBe(before); // views of the old layout are not handed out again
+    expect(buf.rows(1, 2)).toBe(buf.rows(1, 2));
+    buf.setPositions(2); // shrink: blocks move down, first first
+    check(2, 2);
+    expect(() => buf.setPositions(9)).toThrow(/capacity 8/);
+    expect(() => buf.writePositions(0, 2, new ort.Tensor('float32', new Float32Array(heads * width), [1, heads, 1, width]), 0)).toThrow(/cannot write/);
     await session.dispose();
   });
 });
