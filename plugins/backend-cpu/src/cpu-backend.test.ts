@@ -76,6 +76,10 @@ describe('cpu backend', () => {
     check(2, 2);
     expect(() => buf.setPositions(9)).toThrow(/capacity 8/);
     expect(() => buf.writePositions(0, 2, new ort.Tensor('float32', new Float32Array(heads * width), [1, heads, 1, width]), 0)).toThrow(/cannot write/);
+    buf.setPositions(6, [2, 0, 2]); // row 1 holds nothing: it is not moved (its positions are stale)
+    check(6, 0);
+    const data = (buf.rows(0, rows) as ort.Tensor).data as Float32Array;
+    for (const r of [0, 2]) for (let h = 0; h < heads; h++) for (let p = 0; p < 2; p++) expect(data[((r * heads + h) * 6 + p) * width]).toBe(value(r, h, p, 0));
     await session.dispose();
   });
 });

@@ -146,14 +146,14 @@ class CpuBuffer implements BackendBufferV1 {
     return this.heads * this.positions * this.width;
   }
 
-  setPositions(positions: number): void {
+  setPositions(positions: number, keep?: readonly number[]): void {
     if (!Number.isInteger(positions) || positions < 1 || positions > this.capacity) {
       throw new RangeError(`cpu backend: ${positions} positions per head in a buffer of capacity ${this.capacity}`);
     }
     const from = this.positions;
     if (positions === from) return;
     const { heads, width, data } = this;
-    const keep = Math.min(from, positions) * width;
+    const most = Math.min(from, positions);
     const rows = this.shape[0]!;
     // Head blocks move to higher offsets when growing (so go from the last one down) and lower when shrinking.
     const blocks = rows * heads;
@@ -161,7 +161,8 @@ class CpuBuffer implements BackendBufferV1 {
       const b = positions > from ? blocks - 1 - i : i;
       const src = b * from * width;
       const dst = b * positions * width;
-      if (src !== dst) data.copyWithin(dst, src, src + keep);
+      const n = Math.min(most, keep?.[Math.floor(b / heads)] ?? most) * width;
+      if (src !== dst && n > 0) data.copyWithin(dst, src, src + n);
     }
     this.positions = positions;
     this.views = new Map();

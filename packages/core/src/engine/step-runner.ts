@@ -77,7 +77,8 @@ export class KvCacheBuffers {
   }
 
   private layOut(positions: number): void {
-    for (const b of [...this.keys, ...this.values]) b.setPositions(positions);
+    // Only what the slots hold moves (a free slot's stale positions are never read).
+    for (const b of [...this.keys, ...this.values]) b.setPositions(positions, this.held);
   }
 }
 

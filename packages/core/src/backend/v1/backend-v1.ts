@@ -28,9 +28,10 @@ export interface BackendBufferV1 {
   readonly positions: number;
   /**
    * Re-lay every row with `positions` positions per head, in place, keeping each head's first min(old, new)
-   * positions. Views handed out before are stale afterwards.
+   * positions — or only the first `keep[row]` of each row where `keep` is given (0: nothing of that row is moved).
+   * Views handed out before are stale afterwards.
    */
-  setPositions(positions: number): void;
+  setPositions(positions: number, keep?: readonly number[]): void;
   /**
    * Rows [first, first + count) along axis 0, as a value to feed: [count, heads, positions, width]. The same rows in
    * the same layout give the same object.
