@@ -162,11 +162,7 @@ export class Engine {
       const logits = await this.config.runner.decode(rows);
       const V = this.config.vocabSize;
       decoding.forEach((s, i) => {
-        if (s.finished) {
-          // Aborted while the step ran: its slot is free already, whatever the step wrote there.
-          if (s.slot < 0) this.config.runner.cache.hold(rows[i]!.slot, 0);
-          return;
-        }
+        if (s.finished) return; // aborted while the step ran
         s.numComputed = s.numTokens;
         s.accept(logits.subarray(i * V, (i + 1) * V));
       });
@@ -189,12 +185,8 @@ export class Engine {
     const from = r.prefilled;
     const to = from + count;
     const done = to === r.promptTokenIds.length;
-    const slot = first.slot;
-    const logits = await this.config.runner.prefill(slot, r.promptTokenIds.slice(from, to), from, done ? [count - 1] : []);
-    if (r.finishedTime !== undefined) {
-      this.config.runner.cache.hold(slot, 0); // aborted while the chunk ran: its slots are already free
-      return;
-    }
+    const logits = await this.config.runner.prefill(first.slot, r.promptTokenIds.slice(from, to), from, done ? [count - 1] : []);
+    if (r.finishedTime !== undefined) return; // aborted while the chunk ran: its slots are already free
     r.prefilled = to;
     first.numComputed = to;
     if (!done) return;

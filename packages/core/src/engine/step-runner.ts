@@ -147,6 +147,8 @@ export class StepRunner {
     batch: number, first: number, written: ReadonlyArray<{ slot: number; past: number }>, S: number, feeds: Record<string, HostTensor | BackendValue>,
   ): Promise<Float32Array> {
     this.cache.fit(Math.max(...written.map((r) => r.past + S)));
+    // Held from now on: a sequence aborted while the run is in flight frees its slot (hold 0) after this.
+    for (const r of written) this.cache.hold(r.slot, r.past + S);
     for (let i = 0; i < this.config.numLayers; i++) {
       feeds[GRAPH_IO.pastKey(i)] = this.cache.keys[i]!.rows(first, batch);
       feeds[GRAPH_IO.pastValue(i)] = this.cache.values[i]!.rows(first, batch);
@@ -159,7 +161,6 @@ export class StepRunner {
         this.session.release(fresh);
       }
     }
-    for (const r of written) this.cache.hold(r.slot, r.past + S);
     const logits = out[GRAPH_IO.logits]!;
     const host = this.session.toHost(logits).data as Float32Array;
     this.session.release(logits);
