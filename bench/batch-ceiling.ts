@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { createCpuBackend } from '@qllm/backend-cpu';
 import { describeEnvironment, environmentLine } from '@qllm/cli';
 import { emitInt8MatMul, GraphBuilder, LLM, SamplingParams } from 'qllm';
-import { aggregateDecode, DECODE_SALT, DECODE_TOKENS, MAX_MODEL_LEN, median, promptIds, PROMPT_TOKENS } from './workload.js';
+import { aggregateDecode, DECODE_SALT, DECODE_TOKENS, MAX_MODEL_LEN, median, promptIds, PROMPT_TOKENS, tokenArrivals } from './workload.js';
 
 const { values } = parseArgs({ options: { model: { type: 'string' }, seqs: { type: 'string', default: '16' }, rounds: { type: 'string', default: '5' } } });
 if (!values.model) throw new Error('batch-ceiling: --model DIR (an A8W8 checkpoint) is required');
@@ -33,8 +33,12 @@ const inter = config.intermediate_size!;
 const vocab = config.vocab_size!;
 console.log(environmentLine(await describeEnvironment('cpu')));
 
-/** Median ms of `run` over `rounds`, the runs of each entry of `runs` alternating round by round. */
+/**
+ * The median of each of `runs` (each returns one sample) over `rounds` rounds, the runs alternating within a round,
+ * after one uncounted warm-up round (first runs pay for page faults and kernel set-up).
+ */
 async function alternate(runs: Array<() => Promise<number>>): Promise<number[]> {
+  for (const run of runs) await run();
   const samples = runs.map(() => [] as number[]);
   for (let r = 0; r < rounds; r++) for (const [i, run] of runs.entries()) samples[i]!.push(await run());
   return samples.map(median);
@@ -45,17 +49,9 @@ const llm = new LLM({ model: values.model, maxNumSeqs: seqs, maxModelLen: MAX_MO
 await llm.ready();
 const greedy = new SamplingParams({ temperature: 0, maxTokens: DECODE_TOKENS + 1, ignoreEos: true });
 async function decode(n: number): Promise<number> {
-  const runs = await Promise.all(Array.from({ length: n }, async (_, i) => {
-    const times: number[] = [];
-    for await (const out of llm.stream({ promptTokenIds: promptIds(PROMPT_TOKENS, DECODE_SALT + i) }, greedy)) {
-      const now = performance.now();
-      for (let k = 0; k < out.outputs[0]!.tokenIds.length; k++) times.push(now);
-    }
-    return times;
-  }));
+  const runs = await Promise.all(Array.from({ length: n }, (_, i) => tokenArrivals(llm.stream({ promptTokenIds: promptIds(PROMPT_TOKENS, DECODE_SALT + i) }, greedy))));
   return aggregateDecode(runs).tokPerS;
 }
-await decode(1); // warm-up
 const [tok1, tokN] = await alternate([() => decode(1), () => decode(seqs)]);
 await llm.close();
 const step1 = 1000 / tok1!;
@@ -94,7 +90,6 @@ const gemmRun = (m: number) => async () => {
   await gemms.run({ x: { dtype: 'F32', shape: [m, hidden], data } });
   return performance.now() - t;
 };
-await gemmRun(seqs)();
 
 // 3. Reading the KV cache of `seqs` sequences once, at the workload's mean context.
 const context = PROMPT_TOKENS + DECODE_TOKENS / 2;

@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { LLM, SamplingParams, type LmHeadOption } from 'qllm';
 import {
   aggregateDecode, DECODE_SALT, DECODE_TOKENS, MAX_MODEL_LEN, MAX_SEQUENCES, median, peakRssGiB, PREFILL_REPEATS,
-  PREFILL_SALT, promptIds, PROMPT_TOKENS, WARMUP_SALT, type Measurement,
+  PREFILL_SALT, promptIds, PROMPT_TOKENS, tokenArrivals, WARMUP_SALT, type Measurement,
 } from './workload.js';
 
 const { values } = parseArgs({
@@ -56,14 +56,7 @@ if (values['load-only']) {
 await llm.generate([{ promptTokenIds: promptIds(8, WARMUP_SALT) }], greedy(2)); // warm-up
 
 /** Token arrival times (ms) of one streamed request. */
-async function arrivals(ids: number[], maxTokens: number): Promise<number[]> {
-  const times: number[] = [];
-  for await (const out of llm.stream({ promptTokenIds: ids }, greedy(maxTokens))) {
-    const now = performance.now();
-    for (let i = 0; i < out.outputs[0]!.tokenIds.length; i++) times.push(now);
-  }
-  return times;
-}
+const arrivals = (ids: number[], maxTokens: number) => tokenArrivals(llm.stream({ promptTokenIds: ids }, greedy(maxTokens)));
 
 const prefillMs: number[] = [];
 const ttftMs: number[] = [];

@@ -41,6 +41,19 @@ export function aggregateDecode(arrivals: number[][]): { tokPerS: number; tokens
   return { tokPerS: (tokens / (end - start)) * 1000, tokens, windowMs: end - start };
 }
 
+/**
+ * Token arrival times (ms) of one streamed request (qllm's `llm.stream`, RequestOutput deltas): each delta's tokens
+ * arrive when the delta does.
+ */
+export async function tokenArrivals(deltas: AsyncIterable<{ outputs: ReadonlyArray<{ tokenIds: readonly number[] }> }>): Promise<number[]> {
+  const times: number[] = [];
+  for await (const out of deltas) {
+    const now = performance.now();
+    for (let i = 0; i < out.outputs[0]!.tokenIds.length; i++) times.push(now);
+  }
+  return times;
+}
+
 export function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
   const m = s.length >> 1;
